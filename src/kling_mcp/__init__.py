@@ -1,0 +1,1 @@
+"""kling-mcp: an MCP server that makes Kling videos through the AceDataCloud API."""
