@@ -1,0 +1,3 @@
+from kling_mcp import main
+
+main()

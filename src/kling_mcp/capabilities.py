@@ -1,0 +1,173 @@
+"""What each Kling model can do, and the rules between generation parameters.
+
+This is the one place these facts live: request validation, tool descriptions and
+`kling_list_models` all read them from here. The rules are the ones AceDataCloud's own
+SDK and MCP server enforce (see shared/kling-api.md); a request that breaks one is
+rejected before anything is sent, so it costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["std", "pro", "4k"]
+AspectRatio = Literal["16:9", "9:16", "1:1"]
+FrameType = Literal["first_frame", "end_frame"]
+
+ALL_MODES: tuple[Mode, ...] = ("std", "pro", "4k")
+STANDARD_MODES: tuple[Mode, ...] = ("std", "pro")
+FIVE_OR_TEN = (5, 10)
+THREE_TO_FIFTEEN = tuple(range(3, 16))
+
+MAX_REFERENCES = 7
+MAX_REFERENCES_WITH_VIDEO = 4
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    durations: tuple[int, ...]
+    modes: tuple[Mode, ...] = STANDARD_MODES
+    audio_modes: tuple[Mode, ...] = ()
+    """Modes in which `generate_audio` is accepted (none: no native audio)."""
+    omni_references: bool = False
+    """Takes `image_list` / `video_list` references (Omni)."""
+    guidance: bool = True
+    """Takes negative_prompt, cfg_scale and camera_control (Omni models only without references)."""
+    notes: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("kling-v1", FIVE_OR_TEN, notes="First generation; the cheapest."),
+        ModelSpec("kling-v1-6", FIVE_OR_TEN, notes="Improved v1."),
+        ModelSpec("kling-v2-master", FIVE_OR_TEN, notes="Default: strong motion and prompt following."),
+        ModelSpec("kling-v2-1-master", FIVE_OR_TEN, notes="Refined v2 master."),
+        ModelSpec("kling-v2-5-turbo", FIVE_OR_TEN, notes="Faster v2.5."),
+        ModelSpec("kling-v2-6", FIVE_OR_TEN, audio_modes=("pro",), notes="Native audio in pro mode."),
+        ModelSpec(
+            "kling-v3",
+            THREE_TO_FIFTEEN,
+            modes=ALL_MODES,
+            audio_modes=ALL_MODES,
+            notes="Any whole duration from 3 to 15 s, native 4K, native audio.",
+        ),
+        ModelSpec(
+            "kling-v3-omni",
+            THREE_TO_FIFTEEN,
+            modes=ALL_MODES,
+            audio_modes=ALL_MODES,
+            omni_references=True,
+            notes="v3 plus Omni references (image_list, video_list).",
+        ),
+        ModelSpec(
+            "kling-o1",
+            (5,),
+            omni_references=True,
+            guidance=False,
+            notes="Omni model: 5 s only, references instead of negative_prompt/cfg_scale/camera_control.",
+        ),
+    )
+}
+
+MODEL_NAMES = tuple(MODELS)
+OMNI_MODELS = tuple(name for name, spec in MODELS.items() if spec.omni_references)
+AUDIO_MODELS = tuple(name for name, spec in MODELS.items() if spec.audio_modes)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """The parameters of one generation that the rules look at, whatever tool sent them."""
+
+    model: str
+    mode: Mode | None = None
+    duration: int | None = None
+    generate_audio: bool = False
+    guidance_fields: Sequence[str] = ()
+    """The names of negative_prompt / cfg_scale / camera_control that were given."""
+    first_frames: int = 0
+    end_frames: int = 0
+    reference_images: int = 0
+    """image_list items (Omni references, frames included)."""
+    subjects: int = 0
+    """element_list subjects."""
+    reference_videos: int = 0
+    base_video: bool = False
+
+
+def describe_durations(spec: ModelSpec) -> str:
+    if spec.durations == THREE_TO_FIFTEEN:
+        return "a whole number of seconds from 3 to 15"
+    return " or ".join(str(duration) for duration in spec.durations) + " seconds"
+
+
+def plan_problems(plan: GenerationPlan) -> list[str]:
+    """Every rule `plan` breaks, each as a sentence saying what to change. Empty: it may be sent."""
+    spec = MODELS[plan.model]
+    problems: list[str] = []
+    references = plan.reference_images > 0 or plan.reference_videos > 0
+
+    if plan.duration is not None and plan.duration not in spec.durations:
+        problems.append(
+            f"duration: {spec.name} makes videos of {describe_durations(spec)}, not {plan.duration}."
+        )
+    if plan.mode is not None and plan.mode not in spec.modes:
+        problems.append(f"mode: '{plan.mode}' needs kling-v3 or kling-v3-omni; {spec.name} takes std or pro.")
+    if plan.mode == "4k" and references:
+        problems.append("mode: '4k' cannot be combined with image_list or video_list; use std or pro.")
+    if references and not spec.omni_references:
+        problems.append(
+            f"image_list/video_list: Omni references need model {' or '.join(OMNI_MODELS)}, not {spec.name}."
+        )
+    if plan.guidance_fields and (not spec.guidance or (spec.omni_references and references)):
+        fields = ", ".join(plan.guidance_fields)
+        reason = f"{spec.name} does not take them" if not spec.guidance else "Omni references are in use"
+        problems.append(f"{fields}: leave out ({reason}).")
+    if plan.generate_audio:
+        problems.extend(_audio_problems(spec, plan))
+    problems.extend(_frame_problems(plan))
+    return problems
+
+
+def _audio_problems(spec: ModelSpec, plan: GenerationPlan) -> list[str]:
+    if not spec.audio_modes:
+        return [f"generate_audio: {spec.name} has no native audio; use one of {', '.join(AUDIO_MODELS)}."]
+    problems = []
+    mode = plan.mode or "std"
+    if mode not in spec.audio_modes:
+        problems.append(f"generate_audio: {spec.name} makes audio only in {'/'.join(spec.audio_modes)} mode.")
+    if plan.reference_videos:
+        problems.append("generate_audio: not available with a reference video (video_list).")
+    return problems
+
+
+def _frame_problems(plan: GenerationPlan) -> list[str]:
+    problems = []
+    if plan.first_frames > 1:
+        problems.append(
+            "frames: give one first frame only (start_image_url or one image_list item typed first_frame)."
+        )
+    if plan.end_frames > 1:
+        problems.append(
+            "frames: give one end frame only (end_image_url or one image_list item typed end_frame)."
+        )
+    if plan.end_frames and not plan.first_frames:
+        problems.append("end_image_url: an end frame needs a first frame too; add start_image_url.")
+    if plan.reference_videos > 1:
+        problems.append("video_list: give exactly one reference video.")
+    if plan.base_video and (plan.first_frames or plan.end_frames):
+        problems.append(
+            "video_list: a reference video with refer_type 'base' cannot be combined with start or end "
+            "frames; use refer_type 'feature' or drop the frames."
+        )
+    limit = MAX_REFERENCES_WITH_VIDEO if plan.reference_videos else MAX_REFERENCES
+    if plan.reference_images + plan.subjects > limit:
+        problems.append(
+            f"image_list/element_list: at most {limit} reference images and subjects together"
+            f"{' when a reference video is present' if plan.reference_videos else ''}; "
+            f"{plan.reference_images + plan.subjects} were given."
+        )
+    return problems

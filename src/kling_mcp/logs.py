@@ -1,0 +1,85 @@
+"""One logger, `kling_mcp`: to stderr always, and to the MCP client during a tool call.
+
+stdout belongs to the protocol, so nothing here writes to it. While a tool call runs,
+its records are also sent to that call's client as MCP log messages (the client picks
+the level it wants); records from outside a call (the shared poller) stay on stderr.
+Nothing logged here contains the API token: the client redacts it from what it logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal
+
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+logger = logging.getLogger("kling_mcp")
+
+McpLevel = Literal["debug", "info", "warning", "error", "critical"]
+_MCP_LEVELS: dict[int, McpLevel] = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+_call_session: ContextVar[Any] = ContextVar("kling_mcp_call_session", default=None)
+
+
+def configure_logging(level: str) -> None:
+    """Send the `kling_mcp` logger to stderr and to the current call's client, at `level`."""
+    logger.setLevel(level)
+    logger.propagate = False
+    if not logger.handlers:
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(stderr)
+        logger.addHandler(ClientLogHandler())
+
+
+@contextmanager
+def relay_to_client(session: Any) -> Iterator[None]:
+    """Within this block (and tasks it starts), log records also go to `session`'s client."""
+    token = _call_session.set(session)
+    try:
+        yield
+    finally:
+        _call_session.reset(token)
+
+
+class ClientLogHandler(logging.Handler):
+    """Forwards records to the client of the tool call that logged them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        session = _call_session.get()
+        if session is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        level = _MCP_LEVELS.get(record.levelno, "info")
+        task = loop.create_task(_send(session, level, record.getMessage(), record.name))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+
+async def _send(session: Any, level: McpLevel, message: str, name: str) -> None:
+    # The logging capability is deprecated as of protocol 2026-07-28, where the SDK itself
+    # drops messages the client did not ask for; older clients still show them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        sending = session.send_log_message(level=level, data=message, logger=name)
+    with contextlib.suppress(Exception):  # the client went away: nothing to tell it
+        await sending

@@ -1,0 +1,139 @@
+"""One poller per server: every call that waits for a task shares it.
+
+Each tick asks for all pending tasks in a single `retrieve_batch` request and wakes every
+waiting call with what it learned, so twenty waiting videos cost one request per tick, not
+twenty. The tick adapts: a new task is first checked quickly, young tasks about once a
+second (a finished video reaches its caller within about a second), long-running ones less
+often, and never faster than `min_interval` however many calls wait. A failed tick backs
+off (honouring Retry-After); waiting calls keep their own deadlines and never overstay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from kling_mcp.client import KlingClient, TaskStatus, retry_delay
+from kling_mcp.errors import KlingError
+
+logger = logging.getLogger("kling_mcp")
+
+# (task age in seconds, multiple of min_interval between checks): older tasks are checked less often.
+TICK_SCHEDULE = ((30.0, 1), (120.0, 2), (float("inf"), 4))
+QUERY_TIMEOUT = 15.0
+
+OnTick = Callable[[TaskStatus | None, KlingError | None], Awaitable[None]]
+
+
+def interval_for(age: float, min_interval: float) -> float:
+    for max_age, multiple in TICK_SCHEDULE:
+        if age < max_age:
+            return multiple * min_interval
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(eq=False)
+class _Watch:
+    task_id: str
+    since: float
+    polled: bool = False
+    status: TaskStatus | None = None
+    error: KlingError | None = None
+    updated: anyio.Event = field(default_factory=anyio.Event)
+
+    def update(self, status: TaskStatus | None, error: KlingError | None) -> None:
+        self.polled = True
+        self.status = status or self.status
+        self.error = error
+        self.updated.set()
+
+
+class TaskPoller:
+    def __init__(self, client: KlingClient, *, min_interval: float = 1.0) -> None:
+        self._client = client
+        self._min_interval = min_interval
+        self._watches: set[_Watch] = set()
+        self._changed = anyio.Event()
+        self._last_tick = float("-inf")
+        self._failures = 0
+        self._backoff_until = float("-inf")
+        self.requests = 0
+        """Status requests sent so far (for diagnostics and benchmarks)."""
+
+    @property
+    def pending(self) -> set[str]:
+        return {watch.task_id for watch in self._watches}
+
+    async def wait(self, task_id: str, *, deadline: float, on_tick: OnTick) -> TaskStatus | None:
+        """Wait until `task_id` is done or `deadline` passes; return the last status seen.
+
+        `on_tick` hears every tick's news while the task runs. A non-transient query error
+        (a revoked token, say) is raised; transient ones are retried by the next ticks.
+        Cancelling the caller removes only this call's task from the poll.
+        """
+        watch = _Watch(task_id, anyio.current_time())
+        self._watches.add(watch)
+        self._changed.set()
+        try:
+            while True:
+                with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
+                    await watch.updated.wait()
+                if not watch.updated.is_set():
+                    return watch.status
+                watch.updated = anyio.Event()
+                if watch.error is not None and not watch.error.transient:
+                    raise watch.error
+                if watch.status is not None and watch.status.done:
+                    return watch.status
+                await on_tick(watch.status, watch.error)
+        finally:
+            self._watches.discard(watch)
+
+    async def run(self) -> None:
+        """The polling loop; runs for the server's lifetime in the lifespan's task group."""
+        while True:
+            if not self._watches:
+                await self._changed.wait()
+            self._changed = anyio.Event()
+            with anyio.move_on_after(self._next_tick() - anyio.current_time()):
+                # A new watch may be due sooner than the tick planned so far.
+                await self._changed.wait()
+            if self._watches and anyio.current_time() >= self._next_tick() - 1e-3:
+                await self._tick()
+
+    def _next_tick(self) -> float:
+        now = anyio.current_time()
+        due = min(
+            (
+                watch.since + self._min_interval / 2
+                if not watch.polled
+                else self._last_tick + interval_for(now - watch.since, self._min_interval)
+                for watch in self._watches
+            ),
+            default=now + 3600,
+        )
+        return max(due, self._last_tick + self._min_interval, self._backoff_until)
+
+    async def _tick(self) -> None:
+        watches = list(self._watches)
+        task_ids = sorted({watch.task_id for watch in watches})
+        self._last_tick = anyio.current_time()
+        self.requests += 1
+        try:
+            statuses = await self._client.retrieve_batch(
+                task_ids, deadline=self._last_tick + QUERY_TIMEOUT, retry=False
+            )
+        except KlingError as error:
+            self._failures += 1
+            delay = retry_delay(error, self._failures - 1) or 0.0
+            self._backoff_until = anyio.current_time() + delay
+            logger.warning("Status check failed (%s); next try in %.1f s", error.kind.value, delay)
+            for watch in watches:
+                watch.update(None, error)
+            return
+        self._failures = 0
+        for watch in watches:
+            watch.update(statuses.get(watch.task_id), None)

@@ -1,0 +1,78 @@
+"""The kling-mcp server: settings in, an MCPServer with its tools, prompts and resources out."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio
+import httpx
+from mcp.server.mcpserver import MCPServer
+
+from kling_mcp import __version__
+from kling_mcp.client import KlingClient
+from kling_mcp.logs import configure_logging, logger
+from kling_mcp.polling import TaskPoller
+from kling_mcp.prompts import register_prompts
+from kling_mcp.settings import Settings
+from kling_mcp.tools import AppState, register_tools
+
+INSTRUCTIONS = """Kling video generation through AceDataCloud. Generation tools (kling_generate_video,
+kling_generate_video_from_image, kling_extend_video, kling_generate_motion, kling_lip_sync,
+kling_talking_photo) each start one paid task and wait for it, reporting progress; if the wait ends
+first they return the task_id with state 'running': resume with kling_get_task, never by generating
+again. kling_list_models tells what each model supports. Video links expire: suggest downloading."""
+
+DEMO_TOKEN = "demo-token"
+DEMO_TASK_SECONDS = 8.0
+
+
+def create_server(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> MCPServer[AppState]:
+    """The server, ready to run; `transport` lets tests route its HTTP calls."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        async with AsyncExitStack() as stack:
+            active = await stack.enter_async_context(_demo_api(settings)) if settings.demo else settings
+            client = KlingClient(active, transport=transport)
+            stack.push_async_callback(client.aclose)
+            poller = TaskPoller(client, min_interval=active.poll_interval)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(poller.run)
+                yield AppState(active, client, poller)
+                tasks.cancel_scope.cancel()
+
+    server: MCPServer[AppState] = MCPServer(
+        "kling-mcp",
+        title="Kling video (AceDataCloud)",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        website_url="https://github.com/kling-mcp/kling-mcp",
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    register_tools(server, settings)
+    register_prompts(server)
+    return server
+
+
+@asynccontextmanager
+async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
+    """Run the emulator in-process on a loopback port and point the settings at it."""
+    from kling_mcp.emulator import Emulator, serve_emulator
+
+    emulator = Emulator(token=DEMO_TOKEN, task_seconds=DEMO_TASK_SECONDS)
+    async with serve_emulator(emulator) as base_url:
+        logger.warning("Demo mode: videos come from the local emulator at %s; nothing is charged.", base_url)
+        yield dataclasses.replace(settings, api_base_url=base_url, api_token=DEMO_TOKEN)
+
+
+async def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    server = create_server(settings)
+    if not settings.api_token and not settings.demo:
+        logger.warning("ACEDATACLOUD_API_TOKEN is not set: tools will answer with how to set it.")
+    await server.run_stdio_async()

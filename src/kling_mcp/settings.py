@@ -1,0 +1,125 @@
+"""Settings, read once at start from the environment and an optional `.env` file.
+
+The AceDataCloud variable names are the vendor's own, so existing setups keep working.
+A malformed value stops the server at start with one line naming the variable; a missing
+token does not: the server starts and every call that needs the API says what to set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar, get_args
+
+from kling_mcp.capabilities import MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
+
+DEFAULT_BASE_URL = "https://api.acedata.cloud"
+TOKEN_HELP = (
+    "Set ACEDATACLOUD_API_TOKEN to your AceDataCloud API token "
+    "(create one at https://platform.acedata.cloud, then add it to the server's env in your MCP config)."
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_token: str | None = None
+    api_base_url: str = DEFAULT_BASE_URL
+    default_model: str = "kling-v2-master"
+    default_mode: Mode = "std"
+    default_aspect_ratio: AspectRatio = "16:9"
+    default_wait_seconds: float = 50.0
+    """How long a tool call waits for a task by default (Claude Desktop cancels calls after ~60 s)."""
+    poll_interval: float = 1.0
+    """The shortest gap between two status requests, however many calls wait."""
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    log_level: str = "INFO"
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`), raising SettingsError on a bad value."""
+        env = os.environ if env is None else env
+        read = _Reader(env)
+        settings = cls(
+            api_token=_clean_token(env.get("ACEDATACLOUD_API_TOKEN", "")),
+            api_base_url=read.url("ACEDATACLOUD_API_BASE_URL", DEFAULT_BASE_URL),
+            default_model=read.choice("KLING_DEFAULT_MODEL", "kling-v2-master", tuple(MODELS)),
+            default_mode=read.choice("KLING_DEFAULT_MODE", "std", get_args(Mode)),
+            default_aspect_ratio=read.choice("KLING_DEFAULT_ASPECT_RATIO", "16:9", get_args(AspectRatio)),
+            default_wait_seconds=read.number("KLING_DEFAULT_TIMEOUT", 50.0, low=0, high=3600),
+            poll_interval=read.number("KLING_POLL_INTERVAL", 1.0, low=0.05, high=60),
+            connect_timeout=read.number("KLING_CONNECT_TIMEOUT", 10.0, low=0.1, high=300),
+            read_timeout=read.number("KLING_READ_TIMEOUT", 30.0, low=0.1, high=600),
+            log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, transform=str.upper),
+            demo=read.flag("KLING_DEMO"),
+        )
+        for problem in plan_problems(GenerationPlan(settings.default_model, settings.default_mode)):
+            raise SettingsError(f"KLING_DEFAULT_MODEL / KLING_DEFAULT_MODE do not fit together: {problem}")
+        return settings
+
+
+def _clean_token(raw: str) -> str | None:
+    token = raw.strip()
+    if token.lower().startswith("bearer "):
+        token = token[len("bearer ") :].strip()
+    return token or None
+
+
+@dataclass(frozen=True)
+class _Reader:
+    env: Mapping[str, str]
+
+    def _get(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def choice(
+        self, name: str, default: T, allowed: tuple[T, ...], transform: Callable[[str], str] = str
+    ) -> T:
+        value = self._get(name)
+        if value is None:
+            return default
+        for option in allowed:
+            if option == transform(value):
+                return option
+        options = ", ".join(str(option) for option in allowed)
+        raise SettingsError(f"{name}={value!r} is not valid: use one of {options}.")
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self._get(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a number of seconds.") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name}={value!r} is out of range: use {low:g} to {high:g} seconds.")
+        return number
+
+    def url(self, name: str, default: str) -> str:
+        value = self._get(name)
+        if value is None:
+            return default
+        if not value.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}={value!r} is not an http(s) URL, e.g. {default}.")
+        return value.rstrip("/")
+
+    def flag(self, name: str) -> bool:
+        value = self._get(name)
+        if value is None:
+            return False
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r} is not valid: use 1 or 0 (true or false).")

@@ -1,0 +1,372 @@
+"""The MCP tools: validate, submit once, wait with progress, answer with the video.
+
+Each tool is an input model (schema and rules, in models.py) plus a handler here. The
+published schema is the input model's own, with the defaults this server was started
+with; arguments are validated by that model so every rejection reads the same way and
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, cast
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ValidationError, WithJsonSchema
+
+from kling_mcp import descriptions
+from kling_mcp.capabilities import MODELS
+from kling_mcp.client import KlingClient, TaskStatus
+from kling_mcp.errors import KlingError
+from kling_mcp.logs import logger, relay_to_client
+from kling_mcp.models import (
+    ExtendVideoInput,
+    GenerationRequest,
+    GetTaskInput,
+    GetTasksBatchInput,
+    ImageToVideoInput,
+    LipSyncInput,
+    ModelCatalog,
+    ModelInfo,
+    MotionInput,
+    TalkingPhotoInput,
+    TaskBatch,
+    TextToVideoInput,
+    VideoOptions,
+    VideoTask,
+)
+from kling_mcp.polling import TaskPoller
+from kling_mcp.results import batch_text, video_task, video_text
+from kling_mcp.settings import Settings
+
+SUBMIT_FLOOR = 10.0
+"""Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
+QUERY_BUDGET = 15.0
+
+WAIT_FIELDS = tuple(GenerationRequest.model_fields)
+InputT = TypeVar("InputT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the lifespan sets up once and every call shares."""
+
+    settings: Settings
+    client: KlingClient
+    poller: TaskPoller
+
+
+Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    handler: Handler
+    description: str
+    paid: bool
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=not self.paid,
+            destructive_hint=False,
+            idempotent_hint=not self.paid,
+            open_world_hint=self.name != "kling_list_models",
+        )
+
+
+def app_state(ctx: Context) -> AppState:
+    return cast(AppState, ctx.request_context.lifespan_context)
+
+
+# --- Handlers -------------------------------------------------------------------------------
+
+
+async def generate(request: GenerationRequest, app: AppState, ctx: Context) -> CallToolResult:
+    """Submit one paid generation, then wait for it within the caller's budget."""
+    budget = app.settings.default_wait_seconds if request.timeout is None else request.timeout
+    started = anyio.current_time()
+    try:
+        submitted = await app.client.submit(
+            request.endpoint, request.to_wire(), deadline=started + max(budget, SUBMIT_FLOOR)
+        )
+    except KlingError as error:
+        raise ToolError(f"The generation was not started. {error}") from None
+    logger.info(
+        "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
+    )
+    status = await _wait(app, ctx, submitted.task_id, started, started + budget)
+    return _answer(
+        video_task(submitted.task_id, status, _waited(started), app.settings.demo, submitted.trace_id)
+    )
+
+
+async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallToolResult:
+    budget = app.settings.default_wait_seconds if request.timeout is None else request.timeout
+    started = anyio.current_time()
+    try:
+        status = await app.client.retrieve(request.task_id, deadline=started + QUERY_BUDGET)
+    except KlingError as error:
+        raise ToolError(str(error)) from None
+    if not status.done and budget > 0:
+        status = await _wait(app, ctx, request.task_id, started, started + budget) or status
+    return _answer(video_task(request.task_id, status, _waited(started), app.settings.demo))
+
+
+async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Context) -> CallToolResult:
+    task_ids = list(dict.fromkeys(request.task_ids))
+    try:
+        found = await app.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
+    except KlingError as error:
+        raise ToolError(str(error)) from None
+    batch = TaskBatch(
+        tasks=[
+            video_task(task_id, found[task_id], 0, app.settings.demo)
+            for task_id in task_ids
+            if task_id in found
+        ],
+        missing=[task_id for task_id in task_ids if task_id not in found],
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=batch_text(batch))],
+        structured_content=batch.model_dump(mode="json"),
+    )
+
+
+async def list_models(request: BaseModel, app: AppState, ctx: Context) -> CallToolResult:
+    catalog = ModelCatalog(
+        default_model=app.settings.default_model,
+        models=[ModelInfo.from_spec(spec) for spec in MODELS.values()],
+    )
+    return CallToolResult(
+        content=[TextContent(type="text", text=descriptions.catalog_text(catalog))],
+        structured_content=catalog.model_dump(mode="json"),
+    )
+
+
+async def _wait(
+    app: AppState, ctx: Context, task_id: str, started: float, deadline: float
+) -> TaskStatus | None:
+    report = _ProgressReport(ctx, task_id, started)
+    await report(None, None)
+    try:
+        return await app.poller.wait(task_id, deadline=deadline, on_tick=report)
+    except KlingError as error:
+        error.task_id = error.task_id or task_id
+        raise ToolError(f"Could not check on the task; it may still be running. {error}") from None
+
+
+class _ProgressReport:
+    """Strictly increasing progress (seconds waited) with the task's state in words."""
+
+    def __init__(self, ctx: Context, task_id: str, started: float) -> None:
+        self._ctx = ctx
+        self._task_id = task_id
+        self._started = started
+        self._last = -1.0
+
+    async def __call__(self, status: TaskStatus | None, error: KlingError | None) -> None:
+        elapsed = anyio.current_time() - self._started
+        progress = max(round(elapsed, 1), round(self._last + 0.1, 1))
+        self._last = progress
+        if error is not None:
+            state = f"status check failed ({error.kind.value}), retrying"
+        elif status is None:
+            state = "submitted, waiting for it to start"
+        else:
+            state = status.upstream_state or "queued"
+        await self._ctx.report_progress(
+            progress, message=f"Task {self._task_id}: {state}, {elapsed:.0f} s elapsed"
+        )
+
+
+def _waited(started: float) -> float:
+    return round(anyio.current_time() - started, 2)
+
+
+def _answer(task: VideoTask) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=video_text(task))],
+        structured_content=task.model_dump(mode="json"),
+        is_error=task.state == "failed",
+    )
+
+
+# --- Registration ---------------------------------------------------------------------------
+
+
+def tool_specs() -> list[ToolSpec]:
+    d = descriptions
+    return [
+        _paid("kling_generate_video", "Generate video from text", TextToVideoInput, d.GENERATE_VIDEO),
+        _paid(
+            "kling_generate_video_from_image",
+            "Generate video from image",
+            ImageToVideoInput,
+            d.GENERATE_VIDEO_FROM_IMAGE,
+        ),
+        _paid("kling_extend_video", "Extend a video", ExtendVideoInput, d.EXTEND_VIDEO),
+        _paid("kling_generate_motion", "Transfer motion to a character", MotionInput, d.GENERATE_MOTION),
+        _paid("kling_lip_sync", "Lip-sync a video", LipSyncInput, d.LIP_SYNC),
+        _paid("kling_talking_photo", "Make a photo talk", TalkingPhotoInput, d.TALKING_PHOTO),
+        ToolSpec(
+            "kling_get_task",
+            "Get a task, waiting for it",
+            GetTaskInput,
+            VideoTask,
+            get_task,
+            d.GET_TASK,
+            False,
+        ),
+        ToolSpec(
+            "kling_get_tasks_batch",
+            "Get many tasks",
+            GetTasksBatchInput,
+            TaskBatch,
+            get_tasks_batch,
+            d.GET_TASKS_BATCH,
+            paid=False,
+        ),
+        ToolSpec(
+            "kling_list_models",
+            "List Kling models",
+            _NoArguments,
+            ModelCatalog,
+            list_models,
+            d.LIST_MODELS,
+            False,
+        ),
+    ]
+
+
+def _paid(name: str, title: str, input_model: type[GenerationRequest], description: str) -> ToolSpec:
+    return ToolSpec(name, title, input_model, VideoTask, generate, description, paid=True)
+
+
+class _NoArguments(BaseModel):
+    pass
+
+
+def register_tools(server: MCPServer[Any], settings: Settings) -> None:
+    for spec in tool_specs():
+        server.add_tool(
+            _tool_function(spec, settings),
+            name=spec.name,
+            title=spec.title,
+            description=spec.description,
+            annotations=spec.annotations,
+        )
+
+
+def _tool_function(spec: ToolSpec, settings: Settings) -> Callable[..., Awaitable[CallToolResult]]:
+    """A function whose signature publishes `spec.input_model`'s schema to the SDK.
+
+    Every parameter is typed `Any` for the SDK, carrying the model's own JSON schema, so the
+    arguments reach `spec.input_model` untouched and it alone validates them.
+    """
+
+    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult:
+        request = parse_arguments(spec.name, spec.input_model, arguments)
+        with relay_to_client(ctx.session):
+            return await spec.handler(request, app_state(ctx), ctx)
+
+    parameters = [
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+        *published_parameters(spec.input_model, server_defaults(spec.input_model, settings)),
+    ]
+    returns = Annotated[CallToolResult, spec.output_model]
+    call_tool.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    call_tool.__annotations__ = {"ctx": Context, "return": returns}
+    call_tool.__name__ = spec.name
+    return call_tool
+
+
+def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any]:
+    """Defaults that come from this server's settings rather than from the models."""
+    defaults: dict[str, Any] = {}
+    if "timeout" in model.model_fields:
+        defaults["timeout"] = settings.default_wait_seconds
+    if issubclass(model, VideoOptions):
+        defaults |= {
+            "model": settings.default_model,
+            "mode": settings.default_mode,
+            "aspect_ratio": settings.default_aspect_ratio,
+        }
+    return defaults
+
+
+def published_parameters(model: type[BaseModel], defaults: dict[str, Any]) -> list[inspect.Parameter]:
+    """One keyword parameter per field of `model`, typed `Any` but carrying the field's schema."""
+    schema = _inline_refs(model.model_json_schema())
+    required = set(schema.get("required", []))
+    # The content of a request first, then how to wait for it (pydantic puts base fields first).
+    properties = sorted(schema.get("properties", {}).items(), key=lambda item: item[0] in WAIT_FIELDS)
+    parameters = []
+    for name, field_schema in properties:
+        if name in defaults:
+            field_schema = {**field_schema, "default": defaults[name]}
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if name in required else field_schema.get("default"),
+                annotation=Annotated[Any, WithJsonSchema(field_schema)],
+            )
+        )
+    return parameters
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace `$ref`s into `$defs` with the definitions, so each property stands alone."""
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                siblings = {key: value for key, value in node.items() if key != "$ref"}
+                return resolve({**definitions[ref.removeprefix("#/$defs/")], **siblings})
+            return {key: resolve(value) for key, value in node.items() if key != "$defs"}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+def parse_arguments(tool: str, model: type[InputT], arguments: dict[str, Any]) -> InputT:
+    """Validate a call's arguments, or raise a ToolError that lists every fix to make."""
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "\n".join(f"- {problem}" for problem in describe_errors(exc))
+        raise ToolError(
+            f"Invalid arguments for {tool} (nothing was sent, nothing was charged):\n{problems}"
+        ) from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "required"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown parameter; check the spelling against the tool's schema"
+        if field:
+            problems.append(f"{field}: {message}")
+        else:
+            problems.extend(message.splitlines())
+    return problems
