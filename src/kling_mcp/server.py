@@ -16,7 +16,7 @@ from kling_mcp.logs import configure_logging, logger
 from kling_mcp.polling import TaskPoller
 from kling_mcp.prompts import register_prompts
 from kling_mcp.settings import Settings
-from kling_mcp.tools import AppState, register_tools
+from kling_mcp.tools import AppState, build_tools
 
 INSTRUCTIONS = """Kling video generation through AceDataCloud. Generation tools (kling_generate_video,
 kling_generate_video_from_image, kling_extend_video, kling_generate_motion, kling_lip_sync,
@@ -53,8 +53,8 @@ def create_server(
         website_url="https://github.com/kling-mcp/kling-mcp",
         log_level=settings.log_level,  # type: ignore[arg-type]
         lifespan=lifespan,
+        tools=build_tools(settings),
     )
-    register_tools(server, settings)
     register_prompts(server)
     return server
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ValidationError, WithJsonSchema
+from pydantic import BaseModel, PlainValidator, ValidationError
 
 from kling_mcp import descriptions
 from kling_mcp.capabilities import MODELS
@@ -257,38 +258,61 @@ class _NoArguments(BaseModel):
     pass
 
 
-def register_tools(server: MCPServer[Any], settings: Settings) -> None:
-    for spec in tool_specs():
-        server.add_tool(
-            _tool_function(spec, settings),
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            annotations=spec.annotations,
-        )
+def build_tools(settings: Settings) -> list[Tool]:
+    return [_build_tool(spec, settings) for spec in tool_specs()]
 
 
-def _tool_function(spec: ToolSpec, settings: Settings) -> Callable[..., Awaitable[CallToolResult]]:
-    """A function whose signature publishes `spec.input_model`'s schema to the SDK.
+def _build_tool(spec: ToolSpec, settings: Settings) -> Tool:
+    defaults = server_defaults(spec.input_model, settings)
+    schema = input_schema(spec.input_model, defaults)
+    tool = Tool.from_function(
+        _tool_function(spec, defaults, list(schema["properties"])),
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        annotations=spec.annotations,
+    )
+    tool.parameters = schema
+    return tool
 
-    Every parameter is typed `Any` for the SDK, carrying the model's own JSON schema, so the
-    arguments reach `spec.input_model` untouched and it alone validates them.
+
+def _tool_function(
+    spec: ToolSpec, defaults: dict[str, Any], fields: list[str]
+) -> Callable[..., Awaitable[CallToolResult]]:
+    """The function the SDK calls: it hands every argument, as sent, to `spec.input_model`.
+
+    The SDK derives a validating model from a tool function's signature. Here every
+    parameter is optional and validates nothing, so the input model alone checks the
+    arguments (all problems reported at once, in the same words) and its schema is the
+    one published. Text fields are typed `str` only so that the SDK does not parse a
+    prompt that happens to look like JSON.
     """
 
     async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult:
-        request = parse_arguments(spec.name, spec.input_model, arguments)
+        given = {name: value for name, value in arguments.items() if value is not None}
+        request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
         with relay_to_client(ctx.session):
             return await spec.handler(request, app_state(ctx), ctx)
 
-    parameters = [
-        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
-        *published_parameters(spec.input_model, server_defaults(spec.input_model, settings)),
-    ]
+    text_fields = _text_fields(spec.input_model)
+    parameters = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    for name in fields:
+        annotation = Annotated[str, PlainValidator(_unchanged)] if name in text_fields else Any
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        )
     returns = Annotated[CallToolResult, spec.output_model]
     call_tool.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
     call_tool.__annotations__ = {"ctx": Context, "return": returns}
-    call_tool.__name__ = spec.name
     return call_tool
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _text_fields(model: type[BaseModel]) -> set[str]:
+    return {name for name, field in model.model_fields.items() if field.annotation in (str, str | None)}
 
 
 def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any]:
@@ -305,25 +329,16 @@ def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any
     return defaults
 
 
-def published_parameters(model: type[BaseModel], defaults: dict[str, Any]) -> list[inspect.Parameter]:
-    """One keyword parameter per field of `model`, typed `Any` but carrying the field's schema."""
+def input_schema(model: type[BaseModel], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`model`'s JSON schema with this server's defaults, each property standing alone."""
     schema = _inline_refs(model.model_json_schema())
-    required = set(schema.get("required", []))
     # The content of a request first, then how to wait for it (pydantic puts base fields first).
     properties = sorted(schema.get("properties", {}).items(), key=lambda item: item[0] in WAIT_FIELDS)
-    parameters = []
-    for name, field_schema in properties:
-        if name in defaults:
-            field_schema = {**field_schema, "default": defaults[name]}
-        parameters.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=inspect.Parameter.empty if name in required else field_schema.get("default"),
-                annotation=Annotated[Any, WithJsonSchema(field_schema)],
-            )
-        )
-    return parameters
+    schema["properties"] = {
+        name: {**field, "default": defaults[name]} if name in defaults else field
+        for name, field in properties
+    }
+    return schema
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:

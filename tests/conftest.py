@@ -1,0 +1,109 @@
+"""Shared fixtures: a server wired to a scripted fake of the Kling API (respx), and its client."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from mcp import Client
+
+from kling_mcp.server import create_server
+from kling_mcp.settings import Settings
+
+API = "https://api.test"
+TOKEN = "sk-test-4f9c2a7e-secret"
+GENERATION_PATHS = ("/kling/videos", "/kling/motion", "/kling/lip-sync", "/kling/talking-photo")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeKling:
+    """A scripted Kling API: tasks run for `polls_until_done` status checks, then end as `outcome`."""
+
+    def __init__(self, router: respx.MockRouter) -> None:
+        self.polls_until_done = 2
+        self.outcome: dict[str, Any] = {"state": "succeed"}
+        self.submissions: list[tuple[str, dict[str, Any]]] = []
+        self.queries: list[dict[str, Any]] = []
+        self.polls: Counter[str] = Counter()
+        for path in GENERATION_PATHS:
+            router.post(path).mock(side_effect=self._submit)
+        router.post("/kling/tasks").mock(side_effect=self._tasks)
+
+    def _submit(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.submissions.append((request.url.path, body))
+        task_id = f"task-{len(self.submissions)}"
+        return httpx.Response(200, json={"success": True, "task_id": task_id, "trace_id": f"trace-{task_id}"})
+
+    def _tasks(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.queries.append(body)
+        if body["action"] == "retrieve":
+            task = self._task(body["id"])
+            return (
+                httpx.Response(200, json=task) if task else httpx.Response(404, json=_not_found(body["id"]))
+            )
+        items = [task for task in map(self._task, body["ids"]) if task]
+        return httpx.Response(200, json={"items": items, "count": len(items)})
+
+    def _task(self, task_id: str) -> dict[str, Any] | None:
+        if not any(f"task-{n}" == task_id for n in range(1, len(self.submissions) + 1)):
+            return None
+        self.polls[task_id] += 1
+        task: dict[str, Any] = {"id": task_id, "created_at": 1.0, "request": {}}
+        if self.polls[task_id] < self.polls_until_done:
+            task["response"] = {"task_id": task_id, "state": "processing"}
+            return task
+        if self.outcome.get("state") == "failed":
+            task["response"] = {
+                "success": False,
+                "task_id": task_id,
+                "trace_id": f"trace-{task_id}",
+                **self.outcome,
+            }
+        else:
+            task["response"] = {
+                "success": True,
+                "task_id": task_id,
+                "video_id": f"video-{task_id}",
+                "video_url": f"https://cdn.test/{task_id}.mp4",
+                "duration": "5.066",
+                "trace_id": f"trace-{task_id}",
+                **self.outcome,
+            }
+        return task
+
+
+def _not_found(task_id: str) -> dict[str, Any]:
+    return {"error": {"code": "not_found", "message": f"task {task_id} not found"}, "trace_id": "trace-404"}
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(api_token=TOKEN, api_base_url=API, poll_interval=0.05)
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=API, assert_all_called=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def kling(router: respx.MockRouter) -> FakeKling:
+    return FakeKling(router)
+
+
+@pytest.fixture
+async def client(settings: Settings, kling: FakeKling) -> AsyncIterator[Client]:
+    async with Client(create_server(settings), raise_exceptions=True) as connected:
+        yield connected
