@@ -1,0 +1,42 @@
+"""A local stand-in for the AceDataCloud Kling API, faithful to its wire contract.
+
+It serves kling-mcp's end-to-end tests, its demo mode and the `kling-mcp emulator` command:
+
+    emu = Emulator(token="emulator-token", task_seconds=0.3)
+    async with serve_emulator(emu) as base_url:
+        ...  # point the client at base_url
+
+What it answers (every call is POST + JSON with `authorization: Bearer <token>`):
+- A missing header is 401 `no_token`; a wrong token, or a header that is not
+  `Bearer <token>`, is 401 `invalid_token`. With `token=None` any token passes.
+- `/kling/videos` (actions text2video, image2video, extend), `/kling/motion`,
+  `/kling/lip-sync` and `/kling/talking-photo` check the contract's required fields
+  (400 `bad_request` naming the field) and start a task that ends `task_seconds` later.
+  With `"async": true` or a `callback_url` they answer `{"success", "task_id", "trace_id"}`
+  at once (and POST the final result to the callback_url when done, best effort);
+  otherwise they hold the call and answer the final result.
+- A prompt (or lip-sync text) containing `fail_marker` ends `failed` with code
+  `task_failed`; one containing "[moderation]" ends `failed` with `moderation_blocked`.
+- `/kling/tasks` action `retrieve` answers the task object; while the task runs its
+  `response` is missing, then `{}`, then `{"state": "processing"}`. An unknown id is
+  HTTP 404 with error code `not_found` (the contract does not say; this is what a REST API
+  would do, and a client must treat it as final, not as "still running").
+  Action `retrieve_batch` answers `{"items", "count"}` without the unknown ids.
+- Every JSON answer carries a fresh `trace_id` (a task's final result keeps the one of
+  its submission).
+- Without auth: `GET /media/<task_id>.mp4` (a real tiny MP4, once the task succeeded),
+  `GET /health`, `POST /_emulator/faults` (plan a fault from outside: `{"path", "kind",
+  "times", "status", "error_code", "message", "retry_after", "seconds"}`) and
+  `GET /_emulator/stats`.
+
+What it records, for tests to check: `counts` (requests per path, faulted ones included),
+`submissions` (generation bodies that reached the API, i.e. not answered by a fault),
+`tasks` (by id) and `queried_ids` (the ids each task query asked for).
+"""
+
+from .app import Emulator
+from .faults import Fault
+from .server import run_emulator, serve_emulator
+from .tasks import EmulatedTask
+
+__all__ = ["EmulatedTask", "Emulator", "Fault", "run_emulator", "serve_emulator"]
