@@ -37,6 +37,8 @@ def configure_logging(level: str) -> None:
     """Send the `kling_mcp` logger to stderr and to the current call's client, at `level`."""
     logger.setLevel(level)
     logger.propagate = False
+    # httpx logs each request at INFO; ours (at DEBUG, with bodies) say more.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not logger.handlers:
         stderr = logging.StreamHandler(sys.stderr)
         stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

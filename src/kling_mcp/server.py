@@ -32,6 +32,7 @@ def create_server(
     settings: Settings, transport: httpx.AsyncBaseTransport | None = None
 ) -> MCPServer[AppState]:
     """The server, ready to run; `transport` lets tests route its HTTP calls."""
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -71,7 +72,6 @@ async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
 
 
 async def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
     server = create_server(settings)
     if not settings.api_token and not settings.demo:
         logger.warning("ACEDATACLOUD_API_TOKEN is not set: tools will answer with how to set it.")

@@ -1,0 +1,142 @@
+"""The shared poller: one status request per tick for every waiting call, paced and cancellable."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any, cast
+
+import anyio
+import pytest
+
+from kling_mcp.client import KlingClient, TaskStatus
+from kling_mcp.errors import ErrorKind, KlingError
+from kling_mcp.polling import TaskPoller, interval_for
+
+pytestmark = pytest.mark.anyio
+
+MIN_INTERVAL = 0.05
+
+
+class ScriptedClient:
+    """Answers retrieve_batch from a dict of states; records when each request was made."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+        self.requests: list[tuple[float, list[str]]] = []
+        self.failures: list[KlingError] = []
+
+    async def retrieve_batch(
+        self, task_ids: list[str], *, deadline: float, retry: bool = True
+    ) -> dict[str, Any]:
+        self.requests.append((anyio.current_time(), list(task_ids)))
+        if self.failures:
+            raise self.failures.pop(0)
+        return {
+            task_id: TaskStatus.from_result(task_id, {"state": self.states[task_id]})
+            for task_id in task_ids
+            if task_id in self.states
+        }
+
+
+async def ignore(status: TaskStatus | None, error: KlingError | None) -> None:
+    pass
+
+
+@pytest.fixture
+async def scripted() -> Any:
+    client = ScriptedClient()
+    poller = TaskPoller(cast(KlingClient, client), min_interval=MIN_INTERVAL)
+    async with anyio.create_task_group() as group:
+        group.start_soon(poller.run)
+        yield client, poller
+        group.cancel_scope.cancel()
+
+
+def test_older_tasks_are_checked_less_often() -> None:
+    assert interval_for(5, 1.0) == 1.0
+    assert interval_for(60, 1.0) == 2.0
+    assert interval_for(600, 1.0) == 4.0
+    assert interval_for(5, 0.5) == 0.5
+
+
+async def test_many_waiting_calls_share_each_request(scripted: Any) -> None:
+    client, poller = scripted
+    client.states = {f"t{n}": "processing" for n in range(20)}
+
+    async def finish_soon() -> None:
+        await anyio.sleep(0.3)
+        client.states = dict.fromkeys(client.states, "succeed")
+
+    results: list[TaskStatus | None] = []
+
+    async def wait(task_id: str) -> None:
+        results.append(await poller.wait(task_id, deadline=anyio.current_time() + 5, on_tick=ignore))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(finish_soon)
+        for task_id in client.states:
+            group.start_soon(wait, task_id)
+
+    assert [status.state for status in results if status] == ["succeeded"] * 20
+    assert max(len(ids) for _, ids in client.requests) == 20
+    gaps = [later - earlier for (earlier, _), (later, _) in pairwise(client.requests)]
+    assert min(gaps) >= MIN_INTERVAL * 0.9, "never faster than the minimum interval"
+    assert poller.pending == set()
+
+
+async def test_the_wait_ends_at_the_deadline_with_the_last_state_seen(scripted: Any) -> None:
+    client, poller = scripted
+    client.states = {"slow": "queued"}
+    started = anyio.current_time()
+
+    status = await poller.wait("slow", deadline=started + 0.3, on_tick=ignore)
+
+    assert 0.3 <= anyio.current_time() - started < 0.5
+    assert status is not None
+    assert (status.state, status.upstream_state) == ("running", "queued")
+
+
+async def test_cancelling_one_call_removes_only_its_task(scripted: Any) -> None:
+    client, poller = scripted
+    client.states = {"keep": "processing", "drop": "processing"}
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: poller.wait("keep", deadline=anyio.current_time() + 0.6, on_tick=ignore))
+        with anyio.move_on_after(0.2):
+            await poller.wait("drop", deadline=anyio.current_time() + 5, on_tick=ignore)
+        assert poller.pending == {"keep"}
+        client.requests.clear()
+        await anyio.sleep(0.2)
+        assert client.requests
+        assert all(ids == ["keep"] for _, ids in client.requests)
+
+
+async def test_transient_failures_back_off_and_the_wait_goes_on(scripted: Any) -> None:
+    client, poller = scripted
+    client.states = {"t": "processing"}
+    client.failures = [KlingError(ErrorKind.SERVER, "busy", status=503)] * 2
+    errors: list[KlingError] = []
+
+    async def on_tick(status: TaskStatus | None, error: KlingError | None) -> None:
+        if error:
+            errors.append(error)
+            if len(errors) == 2:
+                client.states["t"] = "succeed"
+
+    status = await poller.wait("t", deadline=anyio.current_time() + 5, on_tick=on_tick)
+
+    assert status is not None
+    assert status.state == "succeeded"
+    assert [error.status for error in errors] == [503, 503]
+
+
+async def test_a_revoked_token_ends_the_wait_with_the_error(scripted: Any) -> None:
+    client, poller = scripted
+    client.states = {"t": "processing"}
+    client.failures = [KlingError(ErrorKind.AUTH, "token expired", status=401)]
+
+    with pytest.raises(KlingError) as raised:
+        await poller.wait("t", deadline=anyio.current_time() + 5, on_tick=ignore)
+
+    assert raised.value.kind is ErrorKind.AUTH
+    assert poller.pending == set()
