@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, LoggingMessageNotificationParams, TextContent
 
 from kling_mcp.capabilities import MODELS
 from kling_mcp.server import create_server
@@ -450,3 +450,16 @@ async def test_prompts_guide_the_workflows(client: Client) -> None:
     assert isinstance(message, TextContent)
     assert "kling_extend_video" in message.text
     assert "a fox crosses a frozen lake" in message.text
+
+
+async def test_log_messages_reach_the_client_during_a_call(settings: Settings, kling: FakeKling) -> None:
+    messages: list[str] = []
+
+    async def on_log(params: LoggingMessageNotificationParams) -> None:
+        messages.append(str(params.data))
+
+    async with Client(create_server(settings), mode="legacy", logging_callback=on_log) as client:
+        await client.call_tool("kling_generate_video", {"prompt": "a cat"})
+
+    assert any("Submitted task task-1" in message for message in messages)
+    assert all(TOKEN not in message for message in messages)

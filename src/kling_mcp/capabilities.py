@@ -104,6 +104,37 @@ def describe_durations(spec: ModelSpec) -> str:
     return " or ".join(str(duration) for duration in spec.durations) + " seconds"
 
 
+# --- The rules in words, for descriptions and schemas ---------------------------------------
+
+
+def duration_rule() -> str:
+    by_rule: dict[str, list[str]] = {}
+    for spec in MODELS.values():
+        by_rule.setdefault(describe_durations(spec), []).append(spec.name)
+    *special, (common, _) = sorted(by_rule.items(), key=lambda item: len(item[1]))
+    return "; ".join([*(f"{rule} for {', '.join(names)}" for rule, names in special), f"otherwise {common}"])
+
+
+def four_k_rule() -> str:
+    return " and ".join(name for name, spec in MODELS.items() if "4k" in spec.modes)
+
+
+def audio_rule() -> str:
+    return ", ".join(
+        name if spec.audio_modes == spec.modes else f"{name} ({'/'.join(spec.audio_modes)} mode only)"
+        for name, spec in MODELS.items()
+        if spec.audio_modes
+    )
+
+
+def omni_rule() -> str:
+    return " or ".join(OMNI_MODELS)
+
+
+def no_guidance_models() -> str:
+    return ", ".join(name for name, spec in MODELS.items() if not spec.guidance)
+
+
 def plan_problems(plan: GenerationPlan) -> list[str]:
     """Every rule `plan` breaks, each as a sentence saying what to change. Empty: it may be sent."""
     spec = MODELS[plan.model]

@@ -4,32 +4,37 @@ capability table, so the text cannot drift from the validation."""
 
 from __future__ import annotations
 
-from kling_mcp.capabilities import AUDIO_MODELS, MAX_REFERENCES, MAX_REFERENCES_WITH_VIDEO, OMNI_MODELS
+from kling_mcp.capabilities import (
+    MAX_REFERENCES,
+    MAX_REFERENCES_WITH_VIDEO,
+    audio_rule,
+    duration_rule,
+    four_k_rule,
+    no_guidance_models,
+    omni_rule,
+)
 from kling_mcp.models import ModelCatalog
 
-_OMNI = " or ".join(OMNI_MODELS)
+WAITING = """Behavior:
+- Spends AceDataCloud credits: one paid Kling task per call, never resubmitted automatically.
+- Waits for the result up to `timeout` seconds, sending progress (state, elapsed time). Claude
+  Desktop cancels calls after about 60 s, so keep timeout at most 55 there (the default is meant for
+  it); Claude Code keeps a call alive while progress flows, so 300 or more works there.
+- Returns video_url (a signed link that expires: download it), video_id (for kling_extend_video and
+  kling_lip_sync), duration, task_id and trace_id, as structured content and as text.
+- If the wait ends first it returns state 'running' with the task_id, not an error: resume with
+  kling_get_task (free); never call a generation tool again for the same video. A failed task is an
+  error carrying the API's reason, task_id and trace_id.
+- Invalid arguments are rejected, naming the field, before anything is sent or charged."""
 
-WAITING = (
-    "Behavior: spends AceDataCloud credits (one paid Kling task per call; never resubmitted unless "
-    "the connection provably failed before sending). The server submits the task, then waits for it, "
-    "sending progress notifications (state and elapsed time), for up to `timeout` seconds "
-    "(default 50: Claude Desktop cancels calls after about 60 s; in Claude Code, which keeps a call alive "
-    "while progress flows, 120-600 is fine). Returns video_url (a signed link that expires: download it), "
-    "video_id, duration, task_id and trace_id, as structured content and text. If the wait runs out first, "
-    "it returns state 'running' with the task_id (not an error): resume with kling_get_task; nothing is "
-    "lost or charged again. A failed task returns an error with the API's reason and trace_id. Invalid "
-    "arguments are rejected before anything is sent."
-)
-
-_VIDEO_RULES = (
-    "Rules checked before sending: duration is 3-15 for kling-v3/kling-v3-omni, only 5 for kling-o1, "
-    "else 5 or 10; mode '4k' only with kling-v3/kling-v3-omni and never with image_list/video_list; "
-    f"generate_audio only with {', '.join(AUDIO_MODELS)} (kling-v2-6 in pro mode only), never with "
-    f"video_list; image_list/video_list only with {_OMNI}, and then no negative_prompt, cfg_scale or "
-    "camera_control (kling-o1 never takes them); at most one video_list item; reference images plus "
-    f"element_list subjects at most {MAX_REFERENCES} ({MAX_REFERENCES_WITH_VIDEO} with a reference "
-    "video). See kling_list_models for each model."
-)
+_VIDEO_RULES = f"""Rules between parameters (see kling_list_models for each model):
+- duration: {duration_rule()}.
+- mode '4k': only {four_k_rule()}, and not with image_list or video_list.
+- generate_audio: only {audio_rule()}; not with video_list.
+- image_list / video_list (Omni references): only {omni_rule()}; then leave out negative_prompt,
+  cfg_scale and camera_control ({no_guidance_models()} never takes them).
+- At most one reference video; reference images plus element_list subjects at most {MAX_REFERENCES},
+  or {MAX_REFERENCES_WITH_VIDEO} with a reference video."""
 
 GENERATE_VIDEO = f"""Generate a Kling video from a text prompt alone (text-to-video).
 
@@ -51,14 +56,15 @@ needs a start image. Images must be public http(s) URLs; set aspect_ratio to mat
 
 {WAITING}
 
-{_VIDEO_RULES} A reference video with refer_type 'base' cannot be combined with start/end frames."""
+{_VIDEO_RULES}
+- A reference video with refer_type 'base' cannot be combined with start or end frames."""
 
 EXTEND_VIDEO = f"""Continue an existing Kling video with more footage that follows a new prompt.
 
 Use it to make a longer video: pass the video_id from a finished generation (not its task_id or URL),
 then extend the result again for more. Leave model, mode and duration out to keep the original's.
 Which models can be extended is disputed between AceDataCloud's sources, so the API decides and its
-message is relayed; kling-o1 videos are known not to extend.
+message is relayed (AceDataCloud's own server refuses kling-o1 videos).
 
 {WAITING}"""
 

@@ -20,7 +20,11 @@ from kling_mcp.capabilities import (
     GenerationPlan,
     Mode,
     ModelSpec,
+    audio_rule,
     describe_durations,
+    duration_rule,
+    four_k_rule,
+    omni_rule,
     plan_problems,
 )
 
@@ -167,15 +171,11 @@ def _given(request: BaseModel, names: tuple[str, ...]) -> list[str]:
 class VideoOptions(_Strict):
     model: ModelName = Field("kling-v2-master", description="Kling model; see kling_list_models.")
     mode: Mode = Field(
-        "std", description="'std' (standard), 'pro' (higher quality) or '4k' (kling-v3 models)."
+        "std", description=f"'std' (standard), 'pro' (higher quality) or '4k' ({four_k_rule()})."
     )
     aspect_ratio: AspectRatio = Field("16:9", description="Frame shape; match your input image's shape.")
-    duration: int = Field(
-        5, ge=3, le=15, description="Seconds: 3-15 for kling-v3/kling-v3-omni, 5 for kling-o1, else 5 or 10."
-    )
-    generate_audio: bool | None = Field(
-        None, description="Native audio: kling-v3, kling-v3-omni, and kling-v2-6 in pro mode."
-    )
+    duration: int = Field(5, ge=3, le=15, description=f"Seconds: {duration_rule()}.")
+    generate_audio: bool | None = Field(None, description=f"Generate sound with the video: {audio_rule()}.")
     negative_prompt: NegativePrompt = None
     cfg_scale: CfgScale = None
     camera_control: CameraControlInput | None = Field(
@@ -187,10 +187,10 @@ class VideoOptions(_Strict):
         None, description="Subjects from your subject library: [{'element_id': '...'}]."
     )
     image_list: list[ImageReference] | None = Field(
-        None, description="Omni reference images (kling-o1, kling-v3-omni), optionally typed as frames."
+        None, description=f"Omni reference images ({omni_rule()}), optionally typed as frames."
     )
     video_list: list[VideoReference] | None = Field(
-        None, description="One Omni reference video (kling-o1, kling-v3-omni)."
+        None, description=f"One Omni reference video ({omni_rule()})."
     )
 
     def plan(self, first_frames: int = 0, end_frames: int = 0) -> GenerationPlan:
