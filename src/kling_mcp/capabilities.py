@@ -96,6 +96,13 @@ class GenerationPlan:
     """element_list subjects."""
     reference_videos: int = 0
     base_video: bool = False
+    first_frame_field: str = "image_list"
+    """Where this tool takes a first frame from: named in messages about frames."""
+    end_frame_field: str = "image_list"
+
+    def frame_sources(self, field: str, kind: FrameType) -> str:
+        items = f"image_list items typed {kind}"
+        return items if field == "image_list" else f"{field} and {items}"
 
 
 def describe_durations(spec: ModelSpec) -> str:
@@ -178,15 +185,14 @@ def _audio_problems(spec: ModelSpec, plan: GenerationPlan) -> list[str]:
 def _frame_problems(plan: GenerationPlan) -> list[str]:
     problems = []
     if plan.first_frames > 1:
-        problems.append(
-            "frames: give one first frame only (start_image_url or one image_list item typed first_frame)."
-        )
+        sources = plan.frame_sources(plan.first_frame_field, "first_frame")
+        problems.append(f"{plan.first_frame_field}: give one first frame only ({sources} count together).")
     if plan.end_frames > 1:
-        problems.append(
-            "frames: give one end frame only (end_image_url or one image_list item typed end_frame)."
-        )
+        sources = plan.frame_sources(plan.end_frame_field, "end_frame")
+        problems.append(f"{plan.end_frame_field}: give one end frame only ({sources} count together).")
     if plan.end_frames and not plan.first_frames:
-        problems.append("end_image_url: an end frame needs a first frame too; add start_image_url.")
+        first = plan.frame_sources(plan.first_frame_field, "first_frame").replace(" and ", " or ")
+        problems.append(f"{plan.end_frame_field}: an end frame needs a first frame too; add {first}.")
     if plan.reference_videos > 1:
         problems.append("video_list: give exactly one reference video.")
     if plan.base_video and (plan.first_frames or plan.end_frames):

@@ -111,24 +111,38 @@ class KlingClient:
 
     async def submit(self, endpoint: str, body: Mapping[str, Any], *, deadline: float) -> Submitted:
         """Start a paid generation and return its task id."""
+        try:
+            answer, trace_id = await self._send_once(endpoint, body, deadline)
+        except KlingError as error:
+            if error.transient and not error.never_sent and error.kind is not ErrorKind.RATE_LIMITED:
+                error.maybe_submitted = True
+                error.note = error.note or _MAYBE_SENT
+            raise
+        task_id = answer.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            raise KlingError(
+                ErrorKind.BAD_RESPONSE,
+                f"The submission was answered without a task_id: {answer}",
+                trace_id=trace_id,
+                note=_MAYBE_SENT,
+                maybe_submitted=True,
+            )
+        return Submitted(task_id, trace_id)
+
+    async def _send_once(
+        self, endpoint: str, body: Mapping[str, Any], deadline: float
+    ) -> tuple[dict[str, Any], str | None]:
+        """POST a submission; again only when the connection could not be made (nothing was sent)."""
         for attempt in range(SUBMIT_ATTEMPTS):
             try:
-                answer, trace_id = await self._post(endpoint, body, deadline)
+                return await self._post(endpoint, body, deadline)
             except KlingError as error:
-                if not error.never_sent:
-                    if error.transient and error.kind is not ErrorKind.RATE_LIMITED:
-                        error.note = error.note or _MAYBE_SENT
-                    raise
                 delay = _backoff(attempt)
-                if attempt + 1 == SUBMIT_ATTEMPTS or anyio.current_time() + delay >= deadline:
+                last_try = attempt + 1 == SUBMIT_ATTEMPTS or anyio.current_time() + delay >= deadline
+                if not error.never_sent or last_try:
                     raise
                 logger.warning("Could not connect to submit (nothing was sent); retrying in %.1f s", delay)
                 await anyio.sleep(delay)
-                continue
-            task_id = answer.get("task_id")
-            if not isinstance(task_id, str) or not task_id:
-                raise _error_from_body(200, answer, trace_id)
-            return Submitted(task_id, trace_id)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def retrieve(self, task_id: str, *, deadline: float) -> TaskStatus:
@@ -271,5 +285,6 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _readable(text: str, limit: int = 300) -> str:
     """The words of a non-JSON body (an HTML gateway page, say), on one line."""
-    words = " ".join(re.sub(r"<[^>]+>", " ", text).split())
+    visible = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", text, flags=re.DOTALL | re.IGNORECASE)
+    words = " ".join(re.sub(r"<[^>]+>", " ", visible).split())
     return words if len(words) <= limit else words[: limit - 1] + "…"

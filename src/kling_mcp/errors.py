@@ -92,6 +92,7 @@ class KlingError(Exception):
         retry_after: float | None = None,
         note: str | None = None,
         never_sent: bool = False,
+        maybe_submitted: bool = False,
     ) -> None:
         self.kind = kind
         self.message = message
@@ -103,6 +104,8 @@ class KlingError(Exception):
         self.note = note
         self.never_sent = never_sent
         """True when the request provably never reached the server (safe to send again)."""
+        self.maybe_submitted = maybe_submitted
+        """True when a submission failed in a way that may still have started a paid task."""
         super().__init__(self.describe())
 
     def __str__(self) -> str:

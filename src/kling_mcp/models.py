@@ -32,7 +32,7 @@ MAX_WAIT_SECONDS = 3600
 
 
 def _require_http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
+    if not value.lower().startswith(("http://", "https://")):
         raise ValueError(
             "must be an http(s) URL that Kling's servers can download; "
             "local paths and data: URIs are not accepted (host the file publicly first)"
@@ -193,21 +193,27 @@ class VideoOptions(_Strict):
         None, description=f"One Omni reference video ({omni_rule()})."
     )
 
-    def plan(self, first_frames: int = 0, end_frames: int = 0) -> GenerationPlan:
+    def plan(self, frames: tuple[str | None, str | None] | None = None) -> GenerationPlan:
+        """The rules' view of this request; `frames` are the image tool's start and end image URLs."""
         images = self.image_list or []
         videos = self.video_list or []
+        start_image_url, end_image_url = frames or (None, None)
+        first_frames = bool(start_image_url) + sum(image.type == "first_frame" for image in images)
+        end_frames = bool(end_image_url) + sum(image.type == "end_frame" for image in images)
         return GenerationPlan(
             model=self.model,
             mode=self.mode,
             duration=self.duration,
             generate_audio=bool(self.generate_audio),
             guidance_fields=_given(self, GUIDANCE_FIELDS),
-            first_frames=first_frames + sum(image.type == "first_frame" for image in images),
-            end_frames=end_frames + sum(image.type == "end_frame" for image in images),
+            first_frames=first_frames,
+            end_frames=end_frames,
             reference_images=len(images),
             subjects=len(self.element_list or []),
             reference_videos=len(videos),
             base_video=any(video.refer_type == "base" for video in videos),
+            first_frame_field="start_image_url" if frames else "image_list",
+            end_frame_field="end_image_url" if frames else "image_list",
         )
 
 
@@ -236,7 +242,7 @@ class ImageToVideoInput(GenerationRequest, VideoOptions, _Frames, _Prompted):
 
     @model_validator(mode="after")
     def _rules(self) -> ImageToVideoInput:
-        plan = self.plan(first_frames=bool(self.start_image_url), end_frames=bool(self.end_image_url))
+        plan = self.plan(frames=(self.start_image_url, self.end_image_url))
         problems = plan_problems(plan)
         if not (plan.first_frames or plan.end_frames):
             problems.insert(0, "start_image_url: required; give the URL of the image to animate.")
@@ -299,7 +305,7 @@ class MotionInput(GenerationRequest):
 class LipSyncInput(GenerationRequest):
     endpoint = "/kling/lip-sync"
 
-    video_id: str | None = Field(None, description="video_id of a Kling result to re-voice.")
+    video_id: str | None = Field(None, min_length=1, description="video_id of a Kling result to re-voice.")
     video_url: HttpUrl | None = Field(None, description="Or the URL of any video with a visible face.")
     audio_url: HttpUrl | None = Field(None, description="Speech to lip-sync to (audio mode).")
     text: str | None = Field(

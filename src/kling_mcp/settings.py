@@ -110,7 +110,8 @@ class _Reader:
         value = self._get(name)
         if value is None:
             return default
-        if not value.startswith(("http://", "https://")):
+        scheme, _, host = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not host.strip("/"):
             raise SettingsError(f"{name}={value!r} is not an http(s) URL, e.g. {default}.")
         return value.rstrip("/")
 

@@ -102,7 +102,8 @@ async def generate(request: GenerationRequest, app: AppState, ctx: Context) -> C
             request.endpoint, request.to_wire(), deadline=started + max(budget, SUBMIT_FLOOR)
         )
     except KlingError as error:
-        raise ToolError(f"The generation was not started. {error}") from None
+        outcome = "may or may not have started" if error.maybe_submitted else "was not started"
+        raise ToolError(f"The generation {outcome}. {error}") from None
     logger.info(
         "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
     )
