@@ -10,8 +10,9 @@ import httpx
 import pytest
 import respx
 from mcp import Client
-from mcp.types import CallToolResult, LoggingMessageNotificationParams, TextContent
+from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, TextContent
 
+from kling_mcp import tools
 from kling_mcp.capabilities import MODELS
 from kling_mcp.server import create_server
 from kling_mcp.settings import Settings
@@ -463,3 +464,35 @@ async def test_log_messages_reach_the_client_during_a_call(settings: Settings, k
 
     assert any("Submitted task task-1" in message for message in messages)
     assert all(TOKEN not in message for message in messages)
+
+
+async def test_a_host_that_cuts_calls_off_gets_its_answer_before_the_cutoff(
+    settings: Settings, kling: FakeKling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(tools.CALL_CUTOFFS, "claude-ai", 0.3)
+    kling.polls_until_done = 10_000
+    desktop = Implementation(name="claude-ai", version="1.0")
+
+    async with Client(create_server(settings), client_info=desktop) as client:
+        started = anyio.current_time()
+        result = await client.call_tool("kling_generate_video", {"prompt": "a cat", "timeout": 600})
+
+    assert anyio.current_time() - started < 1.3
+    assert result.structured_content
+    assert result.structured_content["state"] == "running"
+
+
+async def test_batch_without_ids_recovers_every_task_this_server_started(
+    client: Client, kling: FakeKling
+) -> None:
+    kling.polls_until_done = 10_000
+    for n in range(3):
+        with anyio.move_on_after(0.1):  # cut off before answering, as a host might
+            await client.call_tool("kling_generate_video", {"prompt": f"cat {n}"})
+
+    result = await client.call_tool("kling_get_tasks_batch", {})
+
+    batch = result.structured_content
+    assert batch is not None
+    assert [task["task_id"] for task in batch["tasks"]] == ["task-1", "task-2", "task-3"]
+    assert len(kling.submissions) == 3

@@ -18,8 +18,8 @@ from kling_mcp.models import ModelCatalog
 WAITING = """Behavior:
 - Spends AceDataCloud credits: one paid Kling task per call, never resubmitted automatically.
 - Waits for the result up to `timeout` seconds, sending progress (state, elapsed time). Claude
-  Desktop cancels calls after about 60 s, so keep timeout at most 55 there (the default is meant for
-  it); Claude Code keeps a call alive while progress flows, so 300 or more works there.
+  Desktop cancels calls after about 60 s, so there the wait never exceeds 55 s; Claude Code keeps a
+  call alive while progress flows, so 300 or more works there.
 - Returns video_url (a signed link that expires: download it), video_id (for kling_extend_video and
   kling_lip_sync), duration, task_id and trace_id, as structured content and as text.
 - If the wait ends first it returns state 'running' with the task_id, not an error: resume with
@@ -108,8 +108,10 @@ several tasks at once use kling_get_tasks_batch. An unknown task_id is an error.
 GET_TASKS_BATCH = """Look up to 100 Kling tasks in one request, without waiting: each task's state, \
 video_url, video_id and any error; ids the API does not know are listed as missing.
 
-Use it to check on several videos at once (for example after starting a batch of generations). Read
-only and free. To wait for one task to finish use kling_get_task."""
+Use it to check on several videos at once (for example after starting a batch of generations), or
+without task_ids to list every task this server started since it launched: the way to recover a
+video whose call was cut off before it returned a task_id. Read-only and free. To wait for one
+task to finish use kling_get_task."""
 
 LIST_MODELS = """List the Kling models this server accepts and what each supports: durations, modes \
 (4k), native audio, Omni references (image_list, video_list), guidance parameters, and the default \

@@ -359,8 +359,14 @@ class GetTaskInput(_Strict):
 
 
 class GetTasksBatchInput(_Strict):
-    task_ids: list[Annotated[str, Field(min_length=1)]] = Field(
-        min_length=1, max_length=100, description="Up to 100 task ids, looked up in one request."
+    task_ids: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description=(
+            "Up to 100 task ids, looked up in one request. Leave out to check every task this server "
+            "started since it launched (recovers a task whose call was cut off before it answered)."
+        ),
     )
 
 

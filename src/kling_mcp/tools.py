@@ -9,8 +9,9 @@ costs nothing.
 from __future__ import annotations
 
 import inspect
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar, cast
 
 import anyio
@@ -53,6 +54,11 @@ WAIT_FIELDS = tuple(GenerationRequest.model_fields)
 InputT = TypeVar("InputT", bound=BaseModel)
 
 
+RECENT_TASKS = 100
+# Hosts known to cancel every tool call after a fixed time, and the longest wait that fits inside it.
+CALL_CUTOFFS = {"claude-ai": 55.0}
+
+
 @dataclass(frozen=True)
 class AppState:
     """What the lifespan sets up once and every call shares."""
@@ -60,6 +66,8 @@ class AppState:
     settings: Settings
     client: KlingClient
     poller: TaskPoller
+    started: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_TASKS))
+    """Ids of the tasks this server submitted, newest last."""
 
 
 Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
@@ -95,7 +103,7 @@ def app_state(ctx: Context) -> AppState:
 
 async def generate(request: GenerationRequest, app: AppState, ctx: Context) -> CallToolResult:
     """Submit one paid generation, then wait for it within the caller's budget."""
-    budget = app.settings.default_wait_seconds if request.timeout is None else request.timeout
+    budget = wait_budget(request.timeout, app, ctx)
     started = anyio.current_time()
     try:
         submitted = await app.client.submit(
@@ -104,6 +112,7 @@ async def generate(request: GenerationRequest, app: AppState, ctx: Context) -> C
     except KlingError as error:
         outcome = "may or may not have started" if error.maybe_submitted else "was not started"
         raise ToolError(f"The generation {outcome}. {error}") from None
+    app.started.append(submitted.task_id)
     logger.info(
         "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
     )
@@ -114,7 +123,7 @@ async def generate(request: GenerationRequest, app: AppState, ctx: Context) -> C
 
 
 async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallToolResult:
-    budget = app.settings.default_wait_seconds if request.timeout is None else request.timeout
+    budget = wait_budget(request.timeout, app, ctx)
     started = anyio.current_time()
     try:
         status = await app.client.retrieve(request.task_id, deadline=started + QUERY_BUDGET)
@@ -126,7 +135,9 @@ async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallTo
 
 
 async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Context) -> CallToolResult:
-    task_ids = list(dict.fromkeys(request.task_ids))
+    task_ids = list(dict.fromkeys(request.task_ids or app.started))
+    if not task_ids:
+        raise ToolError("No task_ids given, and this server has not started any task since it launched.")
     try:
         found = await app.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
@@ -154,6 +165,17 @@ async def list_models(request: BaseModel, app: AppState, ctx: Context) -> CallTo
         content=[TextContent(type="text", text=descriptions.catalog_text(catalog))],
         structured_content=catalog.model_dump(mode="json"),
     )
+
+
+def wait_budget(requested: float | None, app: AppState, ctx: Context) -> float:
+    """Seconds to wait: as asked (or the default), but never past a host's known call cutoff."""
+    budget = app.settings.default_wait_seconds if requested is None else requested
+    params = ctx.session.client_params
+    host = params.client_info.name if params is not None else ""
+    cutoff = CALL_CUTOFFS.get(host, budget)
+    if budget > cutoff:
+        logger.info("%s cancels tool calls after about 60 s: waiting %g s, not %g s", host, cutoff, budget)
+    return min(budget, cutoff)
 
 
 async def _wait(
