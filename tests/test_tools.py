@@ -496,3 +496,29 @@ async def test_batch_without_ids_recovers_every_task_this_server_started(
     assert batch is not None
     assert [task["task_id"] for task in batch["tasks"]] == ["task-1", "task-2", "task-3"]
     assert len(kling.submissions) == 3
+
+
+async def test_structured_arguments_may_come_as_json_text(client: Client, kling: FakeKling) -> None:
+    result = await client.call_tool(
+        "kling_generate_video",
+        {
+            "prompt": "a cat",
+            "element_list": '[{"element_id": "cat-7"}]',
+            "camera_control": '{"type": "down_back"}',
+        },
+    )
+
+    assert not result.is_error, text(result)
+    body = kling.submissions[0][1]
+    assert body["element_list"] == [{"element_id": "cat-7"}]
+    assert body["camera_control"] == {"type": "down_back"}
+
+
+async def test_a_misspelled_parameter_is_rejected_not_ignored(
+    client: Client, router: respx.MockRouter
+) -> None:
+    result = await client.call_tool("kling_generate_video", {"prompt": "a cat", "aspectRatio": "9:16"})
+
+    assert result.is_error
+    assert "- aspectRatio: unknown parameter" in text(result)
+    assert router.calls.call_count == 0

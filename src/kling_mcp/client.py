@@ -15,21 +15,22 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 
 from kling_mcp import __version__
 from kling_mcp.errors import ErrorKind, KlingError, kind_for
 from kling_mcp.models import TaskState
 from kling_mcp.settings import Settings
 
+if TYPE_CHECKING:
+    import httpx
+
 logger = logging.getLogger("kling_mcp")
 
 SUCCEEDED = frozenset({"succeed", "succeeded", "success", "completed", "complete", "done", "finished"})
 FAILED = frozenset({"failed", "fail", "failure", "error", "cancelled", "canceled"})
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 SUBMIT_ATTEMPTS = 3
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
@@ -93,21 +94,31 @@ class KlingClient:
     """A thin, typed client of the Kling endpoints; one per server, closed with it."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._settings = settings
         self._token = settings.api_token
-        headers = {"accept": "application/json", "user-agent": f"kling-mcp/{__version__}"}
-        if self._token:
-            headers["authorization"] = f"Bearer {self._token}"
-        self._timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
-        self._http = httpx.AsyncClient(
-            base_url=settings.api_base_url,
-            headers=headers,
-            timeout=self._timeout,
-            transport=transport,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-        )
+        self._transport = transport
+        self._pool: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        """The connection pool, made on first use: importing and setting up httpx (TLS context
+        included) is the largest part of the server's start-up otherwise."""
+        if self._pool is None:
+            import httpx
+
+            headers = {"accept": "application/json", "user-agent": f"kling-mcp/{__version__}"}
+            if self._token:
+                headers["authorization"] = f"Bearer {self._token}"
+            self._pool = httpx.AsyncClient(
+                base_url=self._settings.api_base_url,
+                headers=headers,
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            )
+        return self._pool
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def submit(self, endpoint: str, body: Mapping[str, Any], *, deadline: float) -> Submitted:
         """Start a paid generation and return its task id."""
@@ -192,15 +203,18 @@ class KlingClient:
     ) -> tuple[dict[str, Any], str | None]:
         if not self._token:
             raise KlingError(ErrorKind.NO_TOKEN)
+        pool = self._http()
+        import httpx  # loaded by _http(): this only binds the name
+
         remaining = max(deadline - anyio.current_time(), 0.05)
         timeout = httpx.Timeout(
-            min(self._timeout.read or remaining, remaining),
-            connect=min(self._timeout.connect or remaining, remaining),
+            min(self._settings.read_timeout, remaining),
+            connect=min(self._settings.connect_timeout, remaining),
         )
         logger.debug("POST %s %s", path, json.dumps(body, ensure_ascii=False))
         try:
-            response = await self._http.post(path, json=body, timeout=timeout)
-        except NEVER_SENT as exc:
+            response = await pool.post(path, json=body, timeout=timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise KlingError(
                 ErrorKind.UNREACHABLE, self._describe(exc), never_sent=True, note=_NOT_SENT
             ) from None

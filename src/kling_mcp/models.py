@@ -9,7 +9,7 @@ through `capabilities.plan_problems`), and knows its own request body: `endpoint
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -29,6 +29,7 @@ from kling_mcp.capabilities import (
 )
 
 MAX_WAIT_SECONDS = 3600
+T = TypeVar("T")
 
 
 def _require_http_url(value: str) -> str:
@@ -64,13 +65,18 @@ class CameraConfig(_Strict):
 
 
 def _parse_json_text(value: Any) -> Any:
-    """The seed passes camera_control as a JSON string; objects are accepted too."""
+    """Objects and lists may come as JSON text: the seed passes camera_control that way, and
+    some hosts send every structured argument so."""
     if isinstance(value, str):
         try:
             return json.loads(value)
         except ValueError:
-            raise ValueError('must be a JSON object such as {"type": "forward_up"}') from None
+            raise ValueError("is text but not JSON: pass an object or a list, or its JSON text") from None
     return value
+
+
+JsonText = Annotated[T, BeforeValidator(_parse_json_text)]
+"""A structured argument, also accepted as JSON text."""
 
 
 class CameraControl(_Strict):
@@ -78,9 +84,6 @@ class CameraControl(_Strict):
         description="A preset move, or 'simple' to set one movement in config."
     )
     config: CameraConfig | None = Field(None, description="Only for type 'simple'.")
-
-
-CameraControlInput = Annotated[CameraControl, BeforeValidator(_parse_json_text)]
 
 
 class Element(_Strict):
@@ -178,18 +181,18 @@ class VideoOptions(_Strict):
     generate_audio: bool | None = Field(None, description=f"Generate sound with the video: {audio_rule()}.")
     negative_prompt: NegativePrompt = None
     cfg_scale: CfgScale = None
-    camera_control: CameraControlInput | None = Field(
+    camera_control: JsonText[CameraControl] | None = Field(
         None,
         description='Camera move as JSON, e.g. {"type": "forward_up"} or '
         '{"type": "simple", "config": {"zoom": 0.5}}.',
     )
-    element_list: list[Element] | None = Field(
+    element_list: JsonText[list[Element]] | None = Field(
         None, description="Subjects from your subject library: [{'element_id': '...'}]."
     )
-    image_list: list[ImageReference] | None = Field(
+    image_list: JsonText[list[ImageReference]] | None = Field(
         None, description=f"Omni reference images ({omni_rule()}), optionally typed as frames."
     )
-    video_list: list[VideoReference] | None = Field(
+    video_list: JsonText[list[VideoReference]] | None = Field(
         None, description=f"One Omni reference video ({omni_rule()})."
     )
 
@@ -359,7 +362,7 @@ class GetTaskInput(_Strict):
 
 
 class GetTasksBatchInput(_Strict):
-    task_ids: list[Annotated[str, Field(min_length=1)]] | None = Field(
+    task_ids: JsonText[list[Annotated[str, Field(min_length=1)]]] | None = Field(
         None,
         min_length=1,
         max_length=100,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 from mcp.server.mcpserver import MCPServer
 
 from kling_mcp import __version__
@@ -17,6 +17,9 @@ from kling_mcp.polling import TaskPoller
 from kling_mcp.prompts import register_prompts
 from kling_mcp.settings import Settings
 from kling_mcp.tools import AppState, build_tools
+
+if TYPE_CHECKING:
+    import httpx
 
 INSTRUCTIONS = """Kling video generation through AceDataCloud. Generation tools (kling_generate_video,
 kling_generate_video_from_image, kling_extend_video, kling_generate_motion, kling_lip_sync,

@@ -8,18 +8,19 @@ costs nothing.
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kling_mcp import descriptions
 from kling_mcp.capabilities import MODELS
@@ -286,30 +287,13 @@ def build_tools(settings: Settings) -> list[Tool]:
 
 
 def _build_tool(spec: ToolSpec, settings: Settings) -> Tool:
-    defaults = server_defaults(spec.input_model, settings)
-    schema = input_schema(spec.input_model, defaults)
-    tool = Tool.from_function(
-        _tool_function(spec, defaults, list(schema["properties"])),
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        annotations=spec.annotations,
-    )
-    tool.parameters = schema
-    return tool
+    """An SDK tool that publishes `spec.input_model`'s schema and lets that model alone validate.
 
-
-def _tool_function(
-    spec: ToolSpec, defaults: dict[str, Any], fields: list[str]
-) -> Callable[..., Awaitable[CallToolResult]]:
-    """The function the SDK calls: it hands every argument, as sent, to `spec.input_model`.
-
-    The SDK derives a validating model from a tool function's signature. Here every
-    parameter is optional and validates nothing, so the input model alone checks the
-    arguments (all problems reported at once, in the same words) and its schema is the
-    one published. Text fields are typed `str` only so that the SDK does not parse a
-    prompt that happens to look like JSON.
+    The SDK would derive a validating model from a function's signature; here the arguments
+    reach the input model untouched instead, so every rejection reads the same way, names its
+    field, and lists all problems at once.
     """
+    defaults = server_defaults(spec.input_model, settings)
 
     async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult:
         given = {name: value for name, value in arguments.items() if value is not None}
@@ -317,25 +301,32 @@ def _tool_function(
         with relay_to_client(ctx.session):
             return await spec.handler(request, app_state(ctx), ctx)
 
-    text_fields = _text_fields(spec.input_model)
-    parameters = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-    for name in fields:
-        annotation = Annotated[str, PlainValidator(_unchanged)] if name in text_fields else Any
-        parameters.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-        )
-    returns = Annotated[CallToolResult, spec.output_model]
-    call_tool.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
-    call_tool.__annotations__ = {"ctx": Context, "return": returns}
-    return call_tool
+    return Tool(
+        fn=call_tool,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        parameters=input_schema(spec.input_model, defaults),
+        fn_metadata=_pass_through(spec.output_model),
+        is_async=True,
+        context_kwarg="ctx",
+        annotations=spec.annotations,
+    )
 
 
-def _unchanged(value: Any) -> Any:
-    return value
+class _RawArguments(ArgModelBase):
+    """The arguments of a call, exactly as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
-def _text_fields(model: type[BaseModel]) -> set[str]:
-    return {name for name, field in model.model_fields.items() if field.annotation in (str, str | None)}
+@functools.cache
+def _pass_through(output_model: type[BaseModel]) -> FuncMetadata:
+    """Raw arguments in; results checked against `output_model` (its schema built once)."""
+    return FuncMetadata(arg_model=_RawArguments, output_model=output_model)
 
 
 def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any]:
