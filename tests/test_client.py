@@ -613,11 +613,11 @@ def test_a_failed_task_reads_as_failed_with_the_apis_code_and_words(
 def test_a_finished_task_object_reads_with_its_final_result_and_trace_id() -> None:
     task = task_object(TASK_ID, succeeded(TASK_ID), finished_at=1732492865.2, elapsed=65.2)
 
-    status = TaskStatus.from_task(task, trace_id="query-trace")
+    status = TaskStatus.from_task(task)
 
     assert status.state == "succeeded"
     assert status.value("duration") == "5.066"
-    assert status.trace_id == TRACE_ID  # the task's own trace id beats the query's
+    assert status.trace_id == TRACE_ID
 
 
 async def test_retrieve_asks_for_one_task_and_reads_its_state(

@@ -45,17 +45,18 @@ class TaskStatus:
     upstream_state: str | None = None
     response: Mapping[str, Any] = field(default_factory=dict)
     trace_id: str | None = None
+    """The task's own trace id, once its result carries one (not that of the query that read it)."""
 
     @classmethod
-    def from_task(cls, task: Mapping[str, Any], trace_id: str | None = None) -> TaskStatus:
+    def from_task(cls, task: Mapping[str, Any]) -> TaskStatus:
         """Read a `/kling/tasks` task object (`{"id", "request", "response", ...}`)."""
         response = task.get("response")
         response = response if isinstance(response, Mapping) else {}
         task_id = str(task.get("id") or response.get("task_id") or "")
-        return cls.from_result(task_id, response, trace_id)
+        return cls.from_result(task_id, response)
 
     @classmethod
-    def from_result(cls, task_id: str, result: Mapping[str, Any], trace_id: str | None = None) -> TaskStatus:
+    def from_result(cls, task_id: str, result: Mapping[str, Any]) -> TaskStatus:
         """Read a generation result (`{"success", "state", "video_url", ...}`), final or not."""
         raw_state = result.get("state")
         upstream = str(raw_state) if raw_state is not None else None
@@ -65,7 +66,7 @@ class TaskStatus:
             state = "failed"
         elif spelled in SUCCEEDED or (not spelled and result.get("video_url")):
             state = "succeeded"
-        return cls(task_id, state, upstream, result, result.get("trace_id") or trace_id)
+        return cls(task_id, state, upstream, result, result.get("trace_id"))
 
     @property
     def done(self) -> bool:
@@ -163,7 +164,7 @@ class KlingClient:
             raise KlingError(
                 ErrorKind.NOT_FOUND, f"No task with id {task_id}.", task_id=task_id, trace_id=trace_id
             )
-        return TaskStatus.from_task({"id": task_id, **answer}, trace_id)
+        return TaskStatus.from_task({"id": task_id, **answer})
 
     async def retrieve_batch(
         self, task_ids: list[str], *, deadline: float, retry: bool = True
@@ -174,13 +175,13 @@ class KlingClient:
         """
         body = {"ids": task_ids, "action": "retrieve_batch"}
         if retry:
-            answer, trace_id = await self._query(body, deadline)
+            answer, _ = await self._query(body, deadline)
         else:
-            answer, trace_id = await self._post("/kling/tasks", body, deadline)
+            answer, _ = await self._post("/kling/tasks", body, deadline)
         items = answer.get("items")
         if not isinstance(items, list):
             raise KlingError(ErrorKind.BAD_RESPONSE, "retrieve_batch answered without an items list.")
-        statuses = (TaskStatus.from_task(item, trace_id) for item in items if isinstance(item, Mapping))
+        statuses = (TaskStatus.from_task(item) for item in items if isinstance(item, Mapping))
         return {status.task_id: status for status in statuses if status.task_id}
 
     async def _query(self, body: Mapping[str, Any], deadline: float) -> tuple[dict[str, Any], str | None]:
@@ -218,6 +219,9 @@ class KlingClient:
             raise KlingError(
                 ErrorKind.UNREACHABLE, self._describe(exc), never_sent=True, note=_NOT_SENT
             ) from None
+        except httpx.TimeoutException as exc:
+            waited = f"No answer within {self._settings.read_timeout:g} s (KLING_READ_TIMEOUT)."
+            raise KlingError(ErrorKind.TIMEOUT, f"{waited} {self._describe(exc)}") from None
         except httpx.TransportError as exc:
             raise KlingError(ErrorKind.UNREACHABLE, self._describe(exc)) from None
         text = self._redact(response.text)
@@ -232,8 +236,8 @@ class KlingClient:
         return answer, trace_id
 
     def _describe(self, exc: httpx.TransportError) -> str:
-        reason = str(exc) or "no detail"
-        return self._redact(f"{type(exc).__name__}: {reason}")
+        reason = str(exc)
+        return self._redact(f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text

@@ -22,11 +22,18 @@ class ErrorKind(Enum):
     NOT_FOUND = "not_found"
     SERVER = "server"
     UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
     BAD_RESPONSE = "bad_response"
 
 
 TRANSIENT = frozenset(
-    {ErrorKind.RATE_LIMITED, ErrorKind.SERVER, ErrorKind.UNREACHABLE, ErrorKind.BAD_RESPONSE}
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.SERVER,
+        ErrorKind.UNREACHABLE,
+        ErrorKind.TIMEOUT,
+        ErrorKind.BAD_RESPONSE,
+    }
 )
 
 # What each kind means and what to do about it: one line each, shown above the API's words.
@@ -44,6 +51,7 @@ ADVICE: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "AceDataCloud does not know this resource: check the id.",
     ErrorKind.SERVER: "AceDataCloud had a temporary server error.",
     ErrorKind.UNREACHABLE: "Could not reach AceDataCloud (network problem or the API is down).",
+    ErrorKind.TIMEOUT: "AceDataCloud was reached but did not answer in time.",
     ErrorKind.BAD_RESPONSE: "AceDataCloud answered with something that is not the API's JSON "
     "(a gateway page?).",
 }

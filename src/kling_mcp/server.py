@@ -28,7 +28,6 @@ first they return the task_id with state 'running': resume with kling_get_task, 
 again. kling_list_models tells what each model supports. Video links expire: suggest downloading."""
 
 DEMO_TOKEN = "demo-token"
-DEMO_TASK_SECONDS = 8.0
 
 
 def create_server(
@@ -55,7 +54,8 @@ def create_server(
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url="https://github.com/kling-mcp/kling-mcp",
-        log_level=settings.log_level,  # type: ignore[arg-type]
+        # The SDK's own log lines (and its libraries') at INFO at most: DEBUG is for ours.
+        log_level="INFO" if settings.log_level == "DEBUG" else settings.log_level,  # type: ignore[arg-type]
         lifespan=lifespan,
         tools=build_tools(settings),
     )
@@ -68,7 +68,7 @@ async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
     """Run the emulator in-process on a loopback port and point the settings at it."""
     from kling_mcp.emulator import Emulator, serve_emulator
 
-    emulator = Emulator(token=DEMO_TOKEN, task_seconds=DEMO_TASK_SECONDS)
+    emulator = Emulator(token=DEMO_TOKEN, task_seconds=settings.demo_task_seconds)
     async with serve_emulator(emulator) as base_url:
         logger.warning("Demo mode: videos come from the local emulator at %s; nothing is charged.", base_url)
         yield dataclasses.replace(settings, api_base_url=base_url, api_token=DEMO_TOKEN)

@@ -43,6 +43,8 @@ class Settings:
     read_timeout: float = 30.0
     log_level: str = "INFO"
     demo: bool = False
+    demo_task_seconds: float = 8.0
+    """How long a demo video takes to "generate" in the built-in emulator."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             read_timeout=read.number("KLING_READ_TIMEOUT", 30.0, low=0.1, high=600),
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, transform=str.upper),
             demo=read.flag("KLING_DEMO"),
+            demo_task_seconds=read.number("KLING_DEMO_TASK_SECONDS", 8.0, low=0, high=600),
         )
         for problem in plan_problems(GenerationPlan(settings.default_model, settings.default_mode)):
             raise SettingsError(f"KLING_DEFAULT_MODEL / KLING_DEFAULT_MODE do not fit together: {problem}")

@@ -30,7 +30,8 @@ What it answers (every call is POST + JSON with `authorization: Bearer <token>`)
   `GET /_emulator/stats`.
 
 What it records, for tests to check: `counts` (requests per path, faulted ones included),
-`submissions` (generation bodies that reached the API, i.e. not answered by a fault),
+`submissions` (generation bodies that reached the API: not answered by a fault, except a
+delay, which only holds the answer back),
 `tasks` (by id) and `queried_ids` (the ids each task query asked for).
 """
 

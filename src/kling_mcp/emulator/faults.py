@@ -15,7 +15,7 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import HTMLResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .wire import error_response
 
@@ -74,7 +74,7 @@ class Fault:
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
-        """Wait `seconds`, then let the emulated API answer as usual."""
+        """Handle the request at once (a submission starts its task), but answer `seconds` late."""
         return cls("delay", seconds=seconds)
 
     @classmethod
@@ -172,12 +172,23 @@ class FaultMiddleware:
             return
         logger.info("fault %s answers %s %s", fault.kind, scope["method"], path)
         if fault.kind == "delay":
-            await anyio.sleep(fault.seconds)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _held_back(send, fault.seconds))
         elif fault.kind == "drop":
             await drop_connection(scope, receive)
         else:
             await fault.response()(scope, receive, send)
+
+
+def _held_back(send: Send, seconds: float) -> Send:
+    """`send`, but the answer starts only after `seconds`: the request itself is handled at once,
+    as by a slow API that has already started the task when it finally answers."""
+
+    async def send_late(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await anyio.sleep(seconds)
+        await send(message)
+
+    return send_late
 
 
 async def drop_connection(scope: Scope, receive: Receive) -> None:
