@@ -442,8 +442,14 @@ async def test_task_resource_reads_the_current_state(client: Client, kling: Fake
 
 
 async def test_prompts_guide_the_workflows(client: Client) -> None:
-    names = {prompt.name for prompt in (await client.list_prompts()).prompts}
-    assert {"kling_choose_tool", "kling_image_to_video", "kling_long_video", "kling_talking_avatar"} <= names
+    prompts = {prompt.name: prompt for prompt in (await client.list_prompts()).prompts}
+    assert {"kling_choose_tool", "kling_image_to_video", "kling_long_video", "kling_talking_avatar"} <= set(
+        prompts
+    )
+    arguments = {argument.name: argument for argument in prompts["kling_long_video"].arguments or []}
+    assert arguments["story"].required is True
+    assert arguments["target_seconds"].required is False
+    assert all(argument.description for argument in arguments.values())
 
     rendered = await client.get_prompt("kling_long_video", {"story": "a fox crosses a frozen lake"})
 

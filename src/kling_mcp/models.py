@@ -46,7 +46,13 @@ ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
 
-class _Strict(BaseModel):
+class _Model(BaseModel):
+    # Validators and schemas are built on first use, not at import: that keeps them off the
+    # server's start-up path (tools are built when a client first lists or calls them).
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(_Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -378,12 +384,12 @@ class GetTasksBatchInput(_Strict):
 TaskState = Literal["succeeded", "failed", "running"]
 
 
-class TaskFailure(BaseModel):
+class TaskFailure(_Model):
     code: str | None = Field(None, description="The API's error code.")
     message: str = Field(description="The API's own words.")
 
 
-class VideoTask(BaseModel):
+class VideoTask(_Model):
     """A Kling task as this server last saw it."""
 
     task_id: str
@@ -403,12 +409,12 @@ class VideoTask(BaseModel):
     )
 
 
-class TaskBatch(BaseModel):
+class TaskBatch(_Model):
     tasks: list[VideoTask]
     missing: list[str] = Field(description="Requested ids the API does not know.")
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Model):
     name: str
     durations: list[int] = Field(description="Accepted values of duration, in seconds.")
     duration_text: str
@@ -436,7 +442,7 @@ class ModelInfo(BaseModel):
         )
 
 
-class ModelCatalog(BaseModel):
+class ModelCatalog(_Model):
     default_model: str
     models: list[ModelInfo]
     extend_note: str = Field(

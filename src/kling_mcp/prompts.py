@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.server.mcpserver.prompts.base import PromptArgument
 
 from kling_mcp.capabilities import AUDIO_MODELS, MODELS, OMNI_MODELS, describe_durations
 from kling_mcp.errors import KlingError
@@ -24,11 +28,24 @@ MOTION_ADVICE = """How to write a Kling prompt that moves:
 
 
 def register_prompts(server: MCPServer[Any]) -> None:
-    server.prompt(name="kling_choose_tool", title="Choose a Kling tool and model")(choose_tool)
-    server.prompt(name="kling_image_to_video", title="Workflow: animate an image")(image_to_video)
-    server.prompt(name="kling_long_video", title="Workflow: a long video by extension")(long_video)
-    server.prompt(name="kling_talking_avatar", title="Workflow: a talking avatar")(talking_avatar)
-    server.prompt(name="kling_prompt_advice", title="Write prompts for video motion")(prompt_advice)
+    for name, title, render, arguments in PROMPTS:
+        parameters = inspect.signature(render).parameters
+        server.add_prompt(
+            Prompt(
+                name=name,
+                title=title,
+                description=inspect.getdoc(render),
+                arguments=[
+                    PromptArgument(
+                        name=argument,
+                        description=description,
+                        required=parameters[argument].default is inspect.Parameter.empty,
+                    )
+                    for argument, description in arguments.items()
+                ],
+                fn=render,
+            )
+        )
     server.resource(
         "kling://tasks/{task_id}",
         name="kling_task",
@@ -104,6 +121,32 @@ def prompt_advice(idea: str) -> str:
 {MOTION_ADVICE}
 
 Give me the prompt, a negative_prompt, and a suggested camera_control if useful."""
+
+
+PromptFunction = Callable[..., str]
+# (name, title, function, {argument: what to fill in}); the function's docstring describes the prompt.
+PROMPTS: tuple[tuple[str, str, PromptFunction, dict[str, str]], ...] = (
+    ("kling_choose_tool", "Choose a Kling tool and model", choose_tool, {"goal": "What you want to make"}),
+    (
+        "kling_image_to_video",
+        "Workflow: animate an image",
+        image_to_video,
+        {"image_url": "Public URL of the image", "motion": "What should move, and how"},
+    ),
+    (
+        "kling_long_video",
+        "Workflow: a long video by extension",
+        long_video,
+        {"story": "What happens, start to end", "target_seconds": "Rough total length (default 30)"},
+    ),
+    (
+        "kling_talking_avatar",
+        "Workflow: a talking avatar",
+        talking_avatar,
+        {"portrait_url": "Public URL of the portrait", "script": "What the avatar says"},
+    ),
+    ("kling_prompt_advice", "Write prompts for video motion", prompt_advice, {"idea": "Your video idea"}),
+)
 
 
 async def read_task(task_id: str, ctx: Context) -> str:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.tools import ToolManager
+from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool as MCPTool
 
 from kling_mcp import __version__
 from kling_mcp.client import KlingClient
@@ -30,9 +33,35 @@ again. kling_list_models tells what each model supports. Video links expire: sug
 DEMO_TOKEN = "demo-token"
 
 
-def create_server(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> MCPServer[AppState]:
+class KlingServer(MCPServer[AppState]):
+    """An MCPServer whose tools are built when first listed or called, not at start-up.
+
+    Building them (their input and output schemas) is most of this server's own start-up
+    time, and no client needs them before the handshake is done.
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(**options)
+        self._settings = settings
+        self._tools_built = False
+
+    def _build_tools(self) -> None:
+        if not self._tools_built:
+            self._tool_manager = ToolManager(tools=build_tools(self._settings))
+            self._tools_built = True
+
+    async def list_tools(self) -> list[MCPTool]:
+        self._build_tools()
+        return await super().list_tools()
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        self._build_tools()
+        return await super().call_tool(name, arguments, context)
+
+
+def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> KlingServer:
     """The server, ready to run; `transport` lets tests route its HTTP calls."""
     configure_logging(settings.log_level)
 
@@ -48,16 +77,15 @@ def create_server(
                 yield AppState(active, client, poller)
                 tasks.cancel_scope.cancel()
 
-    server: MCPServer[AppState] = MCPServer(
-        "kling-mcp",
+    server = KlingServer(
+        settings,
+        name="kling-mcp",
         title="Kling video (AceDataCloud)",
         version=__version__,
         instructions=INSTRUCTIONS,
-        website_url="https://github.com/kling-mcp/kling-mcp",
         # The SDK's own log lines (and its libraries') at INFO at most: DEBUG is for ours.
-        log_level="INFO" if settings.log_level == "DEBUG" else settings.log_level,  # type: ignore[arg-type]
+        log_level="INFO" if settings.log_level == "DEBUG" else settings.log_level,
         lifespan=lifespan,
-        tools=build_tools(settings),
     )
     register_prompts(server)
     return server
