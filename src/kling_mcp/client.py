@@ -32,6 +32,8 @@ logger = logging.getLogger("kling_mcp")
 SUCCEEDED = frozenset({"succeed", "succeeded", "success", "completed", "complete", "done", "finished"})
 FAILED = frozenset({"failed", "fail", "failure", "error", "cancelled", "canceled"})
 SUBMIT_ATTEMPTS = 3
+QUERY_BUDGET = 15.0
+"""Seconds one task lookup may take, retries included."""
 BACKOFF_BASE = 0.25
 BACKOFF_CAP = 8.0
 

@@ -379,6 +379,10 @@ class GetTasksBatchInput(_Strict):
     )
 
 
+class ListModelsInput(_Strict):
+    """kling_list_models takes no arguments."""
+
+
 # --- Tool outputs ---------------------------------------------------------------------------
 
 TaskState = Literal["succeeded", "failed", "running"]

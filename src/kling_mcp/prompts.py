@@ -13,9 +13,10 @@ from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.prompts.base import PromptArgument
 
 from kling_mcp.capabilities import AUDIO_MODELS, MODELS, OMNI_MODELS, describe_durations
+from kling_mcp.client import QUERY_BUDGET
 from kling_mcp.errors import KlingError
 from kling_mcp.results import video_task
-from kling_mcp.tools import QUERY_BUDGET, app_state
+from kling_mcp.tools import app_state
 
 MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Lead with the subject and one clear action: "A red fox trots through fresh snow, then stops and looks back."

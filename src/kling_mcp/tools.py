@@ -1,32 +1,27 @@
 """The MCP tools: validate, submit once, wait with progress, answer with the video.
 
-Each tool is an input model (schema and rules, in models.py) plus a handler here. The
-published schema is the input model's own, with the defaults this server was started
-with; arguments are validated by that model so every rejection reads the same way and
-costs nothing.
+Each tool is an input model (schema and rules, in models.py), a handler here, and a spec
+that registration.py turns into an SDK tool.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, ValidationError
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
 
 from kling_mcp import descriptions
 from kling_mcp.capabilities import MODELS
-from kling_mcp.client import KlingClient, TaskStatus
+from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus
 from kling_mcp.errors import KlingError
-from kling_mcp.logs import logger, relay_to_client
+from kling_mcp.logs import logger
 from kling_mcp.models import (
     ExtendVideoInput,
     GenerationRequest,
@@ -34,6 +29,7 @@ from kling_mcp.models import (
     GetTasksBatchInput,
     ImageToVideoInput,
     LipSyncInput,
+    ListModelsInput,
     ModelCatalog,
     ModelInfo,
     MotionInput,
@@ -44,17 +40,12 @@ from kling_mcp.models import (
     VideoTask,
 )
 from kling_mcp.polling import TaskPoller
+from kling_mcp.registration import ToolSpec, build_tool
 from kling_mcp.results import batch_text, video_task, video_text
 from kling_mcp.settings import Settings
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
-QUERY_BUDGET = 15.0
-
-WAIT_FIELDS = tuple(GenerationRequest.model_fields)
-InputT = TypeVar("InputT", bound=BaseModel)
-
-
 RECENT_TASKS = 100
 # Hosts known to cancel every tool call after a fixed time, and the longest wait that fits inside it.
 CALL_CUTOFFS = {"claude-ai": 55.0}
@@ -69,30 +60,6 @@ class AppState:
     poller: TaskPoller
     started: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_TASKS))
     """Ids of the tasks this server submitted, newest last."""
-
-
-Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    name: str
-    title: str
-    input_model: type[BaseModel]
-    output_model: type[BaseModel]
-    handler: Handler
-    description: str
-    paid: bool
-
-    @property
-    def annotations(self) -> ToolAnnotations:
-        return ToolAnnotations(
-            title=self.title,
-            read_only_hint=not self.paid,
-            destructive_hint=False,
-            idempotent_hint=not self.paid,
-            open_world_hint=self.name != "kling_list_models",
-        )
 
 
 def app_state(ctx: Context) -> AppState:
@@ -157,7 +124,7 @@ async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Conte
     )
 
 
-async def list_models(request: BaseModel, app: AppState, ctx: Context) -> CallToolResult:
+async def list_models(request: ListModelsInput, app: AppState, ctx: Context) -> CallToolResult:
     catalog = ModelCatalog(
         default_model=app.settings.default_model,
         models=[ModelInfo.from_spec(spec) for spec in MODELS.values()],
@@ -251,7 +218,7 @@ def tool_specs() -> list[ToolSpec]:
             VideoTask,
             get_task,
             d.GET_TASK,
-            False,
+            paid=False,
         ),
         ToolSpec(
             "kling_get_tasks_batch",
@@ -265,11 +232,11 @@ def tool_specs() -> list[ToolSpec]:
         ToolSpec(
             "kling_list_models",
             "List Kling models",
-            _NoArguments,
+            ListModelsInput,
             ModelCatalog,
             list_models,
             d.LIST_MODELS,
-            False,
+            paid=False,
         ),
     ]
 
@@ -278,55 +245,8 @@ def _paid(name: str, title: str, input_model: type[GenerationRequest], descripti
     return ToolSpec(name, title, input_model, VideoTask, generate, description, paid=True)
 
 
-class _NoArguments(BaseModel):
-    pass
-
-
 def build_tools(settings: Settings) -> list[Tool]:
-    return [_build_tool(spec, settings) for spec in tool_specs()]
-
-
-def _build_tool(spec: ToolSpec, settings: Settings) -> Tool:
-    """An SDK tool that publishes `spec.input_model`'s schema and lets that model alone validate.
-
-    The SDK would derive a validating model from a function's signature; here the arguments
-    reach the input model untouched instead, so every rejection reads the same way, names its
-    field, and lists all problems at once.
-    """
-    defaults = server_defaults(spec.input_model, settings)
-
-    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult:
-        given = {name: value for name, value in arguments.items() if value is not None}
-        request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
-        with relay_to_client(ctx.session):
-            return await spec.handler(request, app_state(ctx), ctx)
-
-    return Tool(
-        fn=call_tool,
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        parameters=input_schema(spec.input_model, defaults),
-        fn_metadata=_pass_through(spec.output_model),
-        is_async=True,
-        context_kwarg="ctx",
-        annotations=spec.annotations,
-    )
-
-
-class _RawArguments(ArgModelBase):
-    """The arguments of a call, exactly as sent."""
-
-    model_config = ConfigDict(extra="allow")
-
-    def model_dump_one_level(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-@functools.cache
-def _pass_through(output_model: type[BaseModel]) -> FuncMetadata:
-    """Raw arguments in; results checked against `output_model` (its schema built once)."""
-    return FuncMetadata(arg_model=_RawArguments, output_model=output_model)
+    return [build_tool(spec, server_defaults(spec.input_model, settings)) for spec in tool_specs()]
 
 
 def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any]:
@@ -341,61 +261,3 @@ def server_defaults(model: type[BaseModel], settings: Settings) -> dict[str, Any
             "aspect_ratio": settings.default_aspect_ratio,
         }
     return defaults
-
-
-def input_schema(model: type[BaseModel], defaults: dict[str, Any]) -> dict[str, Any]:
-    """`model`'s JSON schema with this server's defaults, each property standing alone."""
-    schema = _inline_refs(model.model_json_schema())
-    # The content of a request first, then how to wait for it (pydantic puts base fields first).
-    properties = sorted(schema.get("properties", {}).items(), key=lambda item: item[0] in WAIT_FIELDS)
-    schema["properties"] = {
-        name: {**field, "default": defaults[name]} if name in defaults else field
-        for name, field in properties
-    }
-    return schema
-
-
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Replace `$ref`s into `$defs` with the definitions, so each property stands alone."""
-    definitions = schema.get("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                siblings = {key: value for key, value in node.items() if key != "$ref"}
-                return resolve({**definitions[ref.removeprefix("#/$defs/")], **siblings})
-            return {key: resolve(value) for key, value in node.items() if key != "$defs"}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
-
-
-def parse_arguments(tool: str, model: type[InputT], arguments: dict[str, Any]) -> InputT:
-    """Validate a call's arguments, or raise a ToolError that lists every fix to make."""
-    try:
-        return model.model_validate(arguments)
-    except ValidationError as exc:
-        problems = "\n".join(f"- {problem}" for problem in describe_errors(exc))
-        raise ToolError(
-            f"Invalid arguments for {tool} (nothing was sent, nothing was charged):\n{problems}"
-        ) from None
-
-
-def describe_errors(exc: ValidationError) -> list[str]:
-    problems = []
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "required"
-        elif error["type"] == "extra_forbidden":
-            message = "unknown parameter; check the spelling against the tool's schema"
-        if field:
-            problems.append(f"{field}: {message}")
-        else:
-            problems.extend(message.splitlines())
-    return problems
