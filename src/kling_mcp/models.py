@@ -123,8 +123,9 @@ class GenerationRequest(_Strict):
         None,
         description=(
             "Seconds this call waits for the video before answering with the task id (the task keeps "
-            "running). Claude Desktop cancels tool calls after about 60 s, so keep it under 55 there; "
-            "hosts that keep calls alive on progress (Claude Code) can wait minutes. 0: return at once."
+            "running). Claude Desktop cancels tool calls after about 60 s, so there the wait stops at "
+            "55 s whatever this says; hosts that keep calls alive on progress (Claude Code) can wait "
+            "minutes. 0: return right after submitting."
         ),
     )
     callback_url: HttpUrl | None = Field(
@@ -362,7 +363,7 @@ class GetTaskInput(_Strict):
         None,
         description=(
             "Seconds to wait for the task to finish (answers as soon as it does); 0 returns the "
-            "current state at once. Keep under 55 in Claude Desktop."
+            "current state at once. Capped at 55 s in Claude Desktop, which cancels longer calls."
         ),
     )
 

@@ -47,6 +47,7 @@ class KlingServer(MCPServer[AppState]):
 
     def _build_tools(self) -> None:
         if not self._tools_built:
+            # The SDK takes ready-made tools only when its tool manager is made, so make it anew.
             self._tool_manager = ToolManager(tools=build_tools(self._settings))
             self._tools_built = True
 
