@@ -100,9 +100,10 @@ class GenerationPlan:
     """Where this tool takes a first frame from: named in messages about frames."""
     end_frame_field: str = "image_list"
 
-    def frame_sources(self, field: str, kind: FrameType) -> str:
+    def frame_sources(self, field: str, kind: FrameType, joiner: str = "and") -> str:
+        """Where this tool takes frames of `kind` from, in words."""
         items = f"image_list items typed {kind}"
-        return items if field == "image_list" else f"{field} and {items}"
+        return items if field == "image_list" else f"{field} {joiner} {items}"
 
 
 def describe_durations(spec: ModelSpec) -> str:
@@ -191,7 +192,7 @@ def _frame_problems(plan: GenerationPlan) -> list[str]:
         sources = plan.frame_sources(plan.end_frame_field, "end_frame")
         problems.append(f"{plan.end_frame_field}: give one end frame only ({sources} count together).")
     if plan.end_frames and not plan.first_frames:
-        first = plan.frame_sources(plan.first_frame_field, "first_frame").replace(" and ", " or ")
+        first = plan.frame_sources(plan.first_frame_field, "first_frame", joiner="or")
         problems.append(f"{plan.end_frame_field}: an end frame needs a first frame too; add {first}.")
     if plan.reference_videos > 1:
         problems.append("video_list: give exactly one reference video.")

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from kling_mcp.client import KlingClient, TaskStatus, retry_delay
+from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus, retry_delay
 from kling_mcp.errors import KlingError
 
 logger = logging.getLogger("kling_mcp")
 
 # (task age in seconds, multiple of min_interval between checks): older tasks are checked less often.
 TICK_SCHEDULE = ((30.0, 1), (120.0, 2), (float("inf"), 4))
-QUERY_TIMEOUT = 15.0
 
 OnTick = Callable[[TaskStatus | None, KlingError | None], Awaitable[None]]
 
@@ -60,8 +59,6 @@ class TaskPoller:
         self._last_tick = float("-inf")
         self._failures = 0
         self._backoff_until = float("-inf")
-        self.requests = 0
-        """Status requests sent so far (for diagnostics and benchmarks)."""
 
     @property
     def pending(self) -> set[str]:
@@ -121,10 +118,9 @@ class TaskPoller:
         watches = list(self._watches)
         task_ids = sorted({watch.task_id for watch in watches})
         self._last_tick = anyio.current_time()
-        self.requests += 1
         try:
             statuses = await self._client.retrieve_batch(
-                task_ids, deadline=self._last_tick + QUERY_TIMEOUT, retry=False
+                task_ids, deadline=self._last_tick + QUERY_BUDGET, retry=False
             )
         except KlingError as error:
             self._failures += 1
