@@ -158,9 +158,7 @@ def plan_problems(plan: GenerationPlan) -> list[str]:
     if plan.mode == "4k" and references:
         problems.append("mode: '4k' cannot be combined with image_list or video_list; use std or pro.")
     if references and not spec.omni_references:
-        problems.append(
-            f"image_list/video_list: Omni references need model {' or '.join(OMNI_MODELS)}, not {spec.name}."
-        )
+        problems.append(f"image_list/video_list: Omni references need model {omni_rule()}, not {spec.name}.")
     if plan.guidance_fields and (not spec.guidance or (spec.omni_references and references)):
         fields = ", ".join(plan.guidance_fields)
         reason = f"{spec.name} does not take them" if not spec.guidance else "Omni references are in use"

@@ -12,11 +12,11 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.prompts.base import PromptArgument
 
-from kling_mcp.capabilities import AUDIO_MODELS, MODELS, OMNI_MODELS, describe_durations
+from kling_mcp.capabilities import MODELS, audio_rule, describe_durations, omni_rule
 from kling_mcp.client import QUERY_BUDGET
 from kling_mcp.errors import KlingError
 from kling_mcp.results import video_task
-from kling_mcp.tools import app_state
+from kling_mcp.state import app_state
 
 MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Lead with the subject and one clear action: "A red fox trots through fresh snow, then stops and looks back."
@@ -68,7 +68,7 @@ Help me choose before generating anything (every generation costs credits):
 - A portrait that should speak? kling_talking_photo. New speech on an existing video? kling_lip_sync.
 Models:
 {models}
-Native audio: {", ".join(AUDIO_MODELS)}. Omni references (image_list, video_list): {", ".join(OMNI_MODELS)}.
+Native audio: {audio_rule()}. Omni references (image_list, video_list): {omni_rule()}.
 Recommend one tool, a model, mode, duration and aspect ratio, and draft the prompt. Ask me before you
 start a generation."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -22,13 +22,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kling_mcp.logs import relay_to_client
 from kling_mcp.models import GenerationRequest
-
-if TYPE_CHECKING:
-    from kling_mcp.tools import AppState
+from kling_mcp.state import AppState, app_state
 
 WAIT_FIELDS = tuple(GenerationRequest.model_fields)
 InputT = TypeVar("InputT", bound=BaseModel)
-Handler = Callable[[Any, "AppState", Context], Awaitable[CallToolResult]]
+Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
         given = {name: value for name, value in arguments.items() if value is not None}
         request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
         with relay_to_client(ctx.session):
-            return await spec.handler(request, cast("AppState", ctx.request_context.lifespan_context), ctx)
+            return await spec.handler(request, app_state(ctx), ctx)
 
     return Tool(
         fn=call_tool,

@@ -19,7 +19,8 @@ from kling_mcp.logs import configure_logging, logger
 from kling_mcp.polling import TaskPoller
 from kling_mcp.prompts import register_prompts
 from kling_mcp.settings import Settings
-from kling_mcp.tools import AppState, build_tools
+from kling_mcp.state import AppState
+from kling_mcp.tools import build_tools
 
 if TYPE_CHECKING:
     import httpx

@@ -6,9 +6,7 @@ that registration.py turns into an SDK tool.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -19,7 +17,7 @@ from pydantic import BaseModel
 
 from kling_mcp import descriptions
 from kling_mcp.capabilities import MODELS
-from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus
+from kling_mcp.client import QUERY_BUDGET, TaskStatus
 from kling_mcp.errors import KlingError
 from kling_mcp.logs import logger
 from kling_mcp.models import (
@@ -39,31 +37,15 @@ from kling_mcp.models import (
     VideoOptions,
     VideoTask,
 )
-from kling_mcp.polling import TaskPoller
 from kling_mcp.registration import ToolSpec, build_tool
 from kling_mcp.results import batch_text, video_task, video_text
 from kling_mcp.settings import Settings
+from kling_mcp.state import AppState
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
-RECENT_TASKS = 100
 # Hosts known to cancel every tool call after a fixed time, and the longest wait that fits inside it.
 CALL_CUTOFFS = {"claude-ai": 55.0}
-
-
-@dataclass(frozen=True)
-class AppState:
-    """What the lifespan sets up once and every call shares."""
-
-    settings: Settings
-    client: KlingClient
-    poller: TaskPoller
-    started: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_TASKS))
-    """Ids of the tasks this server submitted, newest last."""
-
-
-def app_state(ctx: Context) -> AppState:
-    return cast(AppState, ctx.request_context.lifespan_context)
 
 
 # --- Handlers -------------------------------------------------------------------------------
