@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar, get_args
+
+import platformdirs
 
 from kling_mcp.capabilities import MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
+DEFAULT_PLATFORM_URL = "https://platform.acedata.cloud"
 TOKEN_HELP = (
     "Set ACEDATACLOUD_API_TOKEN to your AceDataCloud API token "
     "(create one at https://platform.acedata.cloud, then add it to the server's env in your MCP config)."
@@ -45,6 +49,25 @@ class Settings:
     demo: bool = False
     demo_task_seconds: float = 8.0
     """How long a demo video takes to "generate" in the built-in emulator."""
+    platform_base_url: str = DEFAULT_PLATFORM_URL
+    """Where local files are uploaded (AceDataCloud's file hosting)."""
+    platform_token: str | None = None
+    """The token for uploads; the API token is used when this is not set."""
+    data_dir: Path = field(default_factory=lambda: default_data_dir())
+    """Where the task journal lives."""
+    output_dir: Path = field(default_factory=lambda: default_output_dir())
+    """Where finished videos are saved."""
+    auto_download: bool = True
+    input_dirs: tuple[Path, ...] = ()
+    """Directories local files may be uploaded from, besides the client's roots."""
+    daily_task_limit: int = 50
+    """Paid tasks allowed per rolling 24 hours, counted across processes from the journal."""
+    max_concurrent_tasks: int = 10
+    """Paid tasks allowed to run at once."""
+
+    @property
+    def upload_token(self) -> str | None:
+        return self.platform_token or self.api_token
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,10 +87,26 @@ class Settings:
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, transform=str.upper),
             demo=read.flag("KLING_DEMO"),
             demo_task_seconds=read.number("KLING_DEMO_TASK_SECONDS", 8.0, low=0, high=600),
+            platform_base_url=read.url("ACEDATACLOUD_PLATFORM_BASE_URL", DEFAULT_PLATFORM_URL),
+            platform_token=_clean_token(env.get("ACEDATACLOUD_PLATFORM_TOKEN", "")),
+            data_dir=read.directory("KLING_DATA_DIR") or default_data_dir(),
+            output_dir=read.directory("KLING_OUTPUT_DIR") or default_output_dir(),
+            auto_download=read.flag("KLING_AUTO_DOWNLOAD", default=True),
+            input_dirs=read.directories("KLING_INPUT_DIRS"),
+            daily_task_limit=read.count("KLING_DAILY_TASK_LIMIT", 50, low=0, high=100_000),
+            max_concurrent_tasks=read.count("KLING_MAX_CONCURRENT_TASKS", 10, low=1, high=1000),
         )
         for problem in plan_problems(GenerationPlan(settings.default_model, settings.default_mode)):
             raise SettingsError(f"KLING_DEFAULT_MODEL / KLING_DEFAULT_MODE do not fit together: {problem}")
         return settings
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("kling-mcp", appauthor=False))
+
+
+def default_output_dir() -> Path:
+    return Path(platformdirs.user_videos_dir()) / "Kling"
 
 
 def _clean_token(raw: str) -> str | None:
@@ -118,12 +157,35 @@ class _Reader:
             raise SettingsError(f"{name}={value!r} is not an http(s) URL, e.g. {default}.")
         return value.rstrip("/")
 
-    def flag(self, name: str) -> bool:
+    def count(self, name: str, default: int, *, low: int, high: int) -> int:
         value = self._get(name)
         if value is None:
-            return False
+            return default
+        if not value.isdecimal() or not low <= int(value) <= high:
+            raise SettingsError(f"{name}={value!r} is not valid: use a whole number from {low} to {high}.")
+        return int(value)
+
+    def directory(self, name: str) -> Path | None:
+        value = self._get(name)
+        return None if value is None else _absolute(name, value)
+
+    def directories(self, name: str) -> tuple[Path, ...]:
+        value = self._get(name) or ""
+        return tuple(_absolute(name, part) for part in value.split(os.pathsep) if part.strip())
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self._get(name)
+        if value is None:
+            return default
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise SettingsError(f"{name}={value!r} is not valid: use 1 or 0 (true or false).")
+
+
+def _absolute(name: str, value: str) -> Path:
+    path = Path(value.strip()).expanduser()
+    if not path.is_absolute():
+        raise SettingsError(f"{name}={value!r} is not an absolute directory path (or one starting with ~/).")
+    return path
