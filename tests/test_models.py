@@ -12,16 +12,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from kling_mcp.models import (
-    ExtendVideoInput,
-    GetTaskInput,
-    GetTasksBatchInput,
-    ImageToVideoInput,
-    LipSyncInput,
-    MotionInput,
-    TalkingPhotoInput,
-    TextToVideoInput,
-)
+from kling_mcp.tools.media import LipSyncInput, MotionInput, TalkingPhotoInput
+from kling_mcp.tools.tasks import GetTaskInput, GetTasksBatchInput
+from kling_mcp.tools.video import ExtendVideoInput, ImageToVideoInput, TextToVideoInput
 
 IMAGE = "https://cdn.test/fox.png"
 END_IMAGE = "https://cdn.test/fox-asleep.png"
@@ -62,7 +55,7 @@ def rejection(model: type[BaseModel], fields: dict[str, Any]) -> str:
         model.model_validate(fields)
     lines: list[str] = []
     for error in caught.value.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"])
+        field = ".".join(str(part) for part in error["loc"]).removesuffix(".[key]")
         message = str(error["msg"]).removeprefix("Value error, ")
         lines.extend([f"{field}: {message}"] if field else message.splitlines())
     return "\n".join(lines)
@@ -404,7 +397,7 @@ def test_a_text_to_video_end_frame_without_first_frame_names_image_list() -> Non
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://cdn.test/fox.png", "/local/path/fox.png", "data:image/png;base64,iVBO", ""]
+    "url", ["ftp://cdn.test/fox.png", "local/path/fox.png", "data:image/png;base64,iVBO", ""]
 )
 @pytest.mark.parametrize(
     ("fields", "named"),
@@ -431,14 +424,19 @@ def test_a_media_url_that_is_not_http_is_rejected_naming_the_field(fields: Any, 
     assert "http(s) URL" in rejection(ImageToVideoInput, fields_given)
 
 
+@pytest.mark.parametrize("path", ["/home/me/fox.png", "~/Pictures/fox.png", "file:///home/me/fox.png"])
+def test_a_media_field_takes_a_local_file_reference_checked_when_the_call_runs(path: str) -> None:
+    ImageToVideoInput.model_validate(image2video(start_image_url=path))
+    MotionInput.model_validate({"image_url": path, "video_url": VIDEO})
+
+    assert "callback_url" in blamed(ImageToVideoInput, image2video(callback_url=path))
+
+
 @pytest.mark.parametrize(
     ("model", "fields", "named"),
     [
         pytest.param(
-            MotionInput, {"image_url": "/home/me/fox.png", "video_url": VIDEO}, "image_url", id="motion"
-        ),
-        pytest.param(
-            MotionInput, {"image_url": IMAGE, "video_url": "file:///dance.mp4"}, "video_url", id="motion"
+            MotionInput, {"image_url": "fox.png", "video_url": VIDEO}, "image_url", id="motion-relative"
         ),
         pytest.param(
             LipSyncInput, {"video_url": "ftp://x/v.mp4", "audio_url": AUDIO}, "video_url", id="lip-sync"
@@ -451,7 +449,7 @@ def test_a_media_url_that_is_not_http_is_rejected_naming_the_field(fields: Any, 
             id="photo",
         ),
         pytest.param(
-            TalkingPhotoInput, {"image_url": IMAGE, "audio_url": "/tmp/a.mp3"}, "audio_url", id="photo"
+            TalkingPhotoInput, {"image_url": IMAGE, "audio_url": "https://"}, "audio_url", id="photo"
         ),
     ],
 )

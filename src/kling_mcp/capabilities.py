@@ -8,6 +8,7 @@ rejected before anything is sent, so it costs nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,14 @@ class ModelSpec:
     """Takes `image_list` / `video_list` references (Omni)."""
     guidance: bool = True
     """Takes negative_prompt, cfg_scale and camera_control (Omni models only without references)."""
+    storyboard: bool = False
+    """Makes several shots in one video (multi_shot)."""
+    saved_subjects: bool = False
+    """Takes subjects saved in the account's library (element_list) in kling_generate_with_assets."""
+    saved_voices: tuple[Mode, ...] = ()
+    """Modes in which it speaks with the account's saved voices (voice_list)."""
+    tool: str | None = None
+    """The one tool that uses this model, when the general video tools do not."""
     notes: str = ""
 
 
@@ -47,13 +56,21 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("kling-v2-master", FIVE_OR_TEN, notes="Default: strong motion and prompt following."),
         ModelSpec("kling-v2-1-master", FIVE_OR_TEN, notes="Refined v2 master."),
         ModelSpec("kling-v2-5-turbo", FIVE_OR_TEN, notes="Faster v2.5."),
-        ModelSpec("kling-v2-6", FIVE_OR_TEN, audio_modes=("pro",), notes="Native audio in pro mode."),
+        ModelSpec(
+            "kling-v2-6",
+            FIVE_OR_TEN,
+            audio_modes=("pro",),
+            saved_voices=("pro",),
+            notes="Native audio in pro mode.",
+        ),
         ModelSpec(
             "kling-v3",
             THREE_TO_FIFTEEN,
             modes=ALL_MODES,
             audio_modes=ALL_MODES,
-            notes="Any whole duration from 3 to 15 s, native 4K, native audio.",
+            storyboard=True,
+            saved_subjects=True,
+            notes="Any whole duration from 3 to 15 s, native 4K, native audio, storyboards.",
         ),
         ModelSpec(
             "kling-v3-omni",
@@ -61,6 +78,8 @@ MODELS: dict[str, ModelSpec] = {
             modes=ALL_MODES,
             audio_modes=ALL_MODES,
             omni_references=True,
+            storyboard=True,
+            saved_subjects=True,
             notes="v3 plus Omni references (image_list, video_list).",
         ),
         ModelSpec(
@@ -68,14 +87,35 @@ MODELS: dict[str, ModelSpec] = {
             (5,),
             omni_references=True,
             guidance=False,
+            saved_subjects=True,
             notes="Omni model: 5 s only, references instead of negative_prompt/cfg_scale/camera_control.",
+        ),
+        ModelSpec(
+            "kling-v3-turbo",
+            THREE_TO_FIFTEEN,
+            audio_modes=STANDARD_MODES,
+            guidance=False,
+            tool="kling_generate_turbo_video",
+            notes="Fast 720p (std) or 1080p (pro), native audio always on; no end frame or references.",
         ),
     )
 }
 
 MODEL_NAMES = tuple(MODELS)
+VIDEO_SPECS = {name: spec for name, spec in MODELS.items() if spec.tool is None}
+"""The models of the general video tools (text, image, extend)."""
+VIDEO_MODELS = tuple(VIDEO_SPECS)
 OMNI_MODELS = tuple(name for name, spec in MODELS.items() if spec.omni_references)
-AUDIO_MODELS = tuple(name for name, spec in MODELS.items() if spec.audio_modes)
+AUDIO_MODELS = tuple(name for name, spec in VIDEO_SPECS.items() if spec.audio_modes)
+STORYBOARD_MODELS = tuple(name for name, spec in MODELS.items() if spec.storyboard)
+SUBJECT_MODELS = tuple(name for name, spec in MODELS.items() if spec.saved_subjects)
+VOICE_MODELS = tuple(name for name, spec in MODELS.items() if spec.saved_voices)
+TURBO_MODEL = "kling-v3-turbo"
+
+MAX_SHOTS = 6
+SHOT_PROMPT_LIMIT = 512
+MAX_SUBJECTS = 3
+MAX_VOICES = 2
 
 
 @dataclass(frozen=True)
@@ -117,20 +157,20 @@ def describe_durations(spec: ModelSpec) -> str:
 
 def duration_rule() -> str:
     by_rule: dict[str, list[str]] = {}
-    for spec in MODELS.values():
+    for spec in VIDEO_SPECS.values():
         by_rule.setdefault(describe_durations(spec), []).append(spec.name)
     *special, (common, _) = sorted(by_rule.items(), key=lambda item: len(item[1]))
     return "; ".join([*(f"{rule} for {', '.join(names)}" for rule, names in special), f"otherwise {common}"])
 
 
 def four_k_rule() -> str:
-    return " and ".join(name for name, spec in MODELS.items() if "4k" in spec.modes)
+    return " and ".join(name for name, spec in VIDEO_SPECS.items() if "4k" in spec.modes)
 
 
 def audio_rule() -> str:
     return ", ".join(
         name if spec.audio_modes == spec.modes else f"{name} ({'/'.join(spec.audio_modes)} mode only)"
-        for name, spec in MODELS.items()
+        for name, spec in VIDEO_SPECS.items()
         if spec.audio_modes
     )
 
@@ -140,7 +180,7 @@ def omni_rule() -> str:
 
 
 def no_guidance_models() -> str:
-    return ", ".join(name for name, spec in MODELS.items() if not spec.guidance)
+    return ", ".join(name for name, spec in VIDEO_SPECS.items() if not spec.guidance)
 
 
 def plan_problems(plan: GenerationPlan) -> list[str]:
@@ -205,5 +245,55 @@ def _frame_problems(plan: GenerationPlan) -> list[str]:
             f"image_list/element_list: at most {limit} reference images and subjects together"
             f"{' when a reference video is present' if plan.reference_videos else ''}; "
             f"{plan.reference_images + plan.subjects} were given."
+        )
+    return problems
+
+
+# --- Storyboards and saved assets -----------------------------------------------------------
+
+VOICE_TAG = re.compile(r"<<<voice_(\d+)>>>")
+
+
+def storyboard_problems(model: str, shots: Sequence[tuple[int | None, int]], total: int) -> list[str]:
+    """The rules of a storyboard: `shots` are each shot's (index or None, duration); `total` the video's."""
+    problems = []
+    if model not in STORYBOARD_MODELS:
+        problems.append(f"model: storyboards need {' or '.join(STORYBOARD_MODELS)}, not {model}.")
+    misnumbered = [index for position, (index, _) in enumerate(shots, 1) if index not in (None, position)]
+    if misnumbered:
+        problems.append("multi_prompt: number the shots 1, 2, 3, ... in order (or leave index out).")
+    shot_seconds = sum(duration for _, duration in shots)
+    if shots and shot_seconds != total:
+        problems.append(
+            f"multi_prompt: the shots last {shot_seconds} s together but duration is {total} s; "
+            "make them equal."
+        )
+    return problems
+
+
+def subject_problems(model: str) -> list[str]:
+    if model in SUBJECT_MODELS:
+        return []
+    return [f"element_list: saved subjects need model {', '.join(SUBJECT_MODELS)}, not {model}."]
+
+
+def voice_problems(model: str, mode: Mode, generate_audio: bool, prompt: str, voices: int) -> list[str]:
+    """The rules of saved voices: the model and mode speak, and the prompt names each voice."""
+    problems = []
+    spec = MODELS[model]
+    if mode not in spec.saved_voices:
+        where = ", ".join(f"{name} in {'/'.join(MODELS[name].saved_voices)} mode" for name in VOICE_MODELS)
+        problems.append(f"voice_list: saved voices need {where}, not {model} in {mode} mode.")
+    if not generate_audio:
+        problems.append("generate_audio: must be true with voice_list (the voices are the audio).")
+    named = {int(number) for number in VOICE_TAG.findall(prompt)}
+    missing = [f"<<<voice_{n}>>>" for n in range(1, voices + 1) if n not in named]
+    unknown = sorted(n for n in named if not 1 <= n <= voices)
+    if missing:
+        problems.append(f"prompt: say where each voice speaks; add {', '.join(missing)}.")
+    if unknown:
+        problems.append(
+            f"prompt: names <<<voice_{unknown[0]}>>> but voice_list has {voices} voice(s); "
+            "number them from 1 in voice_list order."
         )
     return problems

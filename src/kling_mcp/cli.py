@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import sys
 
 import anyio
 from dotenv import load_dotenv
 
 from kling_mcp import __version__
+from kling_mcp.capabilities import MODELS
 from kling_mcp.settings import Settings, SettingsError
 
 DESCRIPTION = """MCP server for Kling video generation through the AceDataCloud API.
@@ -37,7 +39,33 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--task-seconds", type=float, default=5.0, help="seconds until a task finishes (default 5)"
     )
+    _add_try(commands)
+    doctor = commands.add_parser(
+        "doctor", help="check the token, the API, the folders and your MCP clients' configs; print entries"
+    )
+    doctor.add_argument("--demo", action="store_true", help="check against the built-in emulator instead")
     return cli
+
+
+def _add_try(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    trial = commands.add_parser(
+        "try",
+        help="make one video now, through a real MCP session (demo mode unless --real)",
+        description="Make one video through the MCP server: a progress bar on stderr, then the video's "
+        "file and link on stdout. Demo mode (no token, no cost) unless --real.",
+    )
+    trial.add_argument("prompt", help='what the video shows, e.g. "a cat surfing at sunset"')
+    trial.add_argument(
+        "--seconds", type=float, default=5.0, help="seconds the demo video takes to make (default 5)"
+    )
+    trial.add_argument("--model", choices=tuple(MODELS), help="Kling model (default KLING_DEFAULT_MODEL)")
+    trial.add_argument("--duration", type=int, help="video length in seconds (default 5)")
+    trial.add_argument(
+        "--real",
+        action="store_true",
+        help="a real Kling video, with ACEDATACLOUD_API_TOKEN: costs credits",
+    )
+    trial.add_argument("--yes", action="store_true", help="with --real: agree to the cost without asking")
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -47,11 +75,13 @@ def run(argv: list[str] | None = None) -> None:
 
         run_emulator(host=args.host, port=args.port, token=args.token, task_seconds=args.task_seconds)
         return
-    load_dotenv(dotenv_path=".env", override=False)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        sys.exit(f"kling-mcp: {error}")
+    settings = _settings()
+    if args.command == "try":
+        sys.exit(_try(settings, args))
+    if args.command == "doctor":
+        from kling_mcp.doctor import run_doctor
+
+        sys.exit(anyio.run(functools.partial(run_doctor, settings, demo=args.demo)))
     if args.demo:
         settings = dataclasses.replace(settings, demo=True)
 
@@ -59,3 +89,30 @@ def run(argv: list[str] | None = None) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, settings)
+
+
+def _settings() -> Settings:
+    load_dotenv(dotenv_path=".env", override=False)
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"kling-mcp: {error}")
+
+
+def _try(settings: Settings, args: argparse.Namespace) -> int:
+    from kling_mcp.trial import TrialRequest, run_trial, trial_settings
+
+    request = TrialRequest(
+        prompt=args.prompt,
+        model=args.model,
+        duration=args.duration,
+        real=args.real,
+        demo_seconds=args.seconds,
+        confirmed=args.yes,
+    )
+    try:
+        return anyio.run(run_trial, trial_settings(settings, request), request)
+    except KeyboardInterrupt:
+        started = " A task already submitted keeps running at AceDataCloud." if request.real else ""
+        sys.stderr.write(f"\nStopped.{started}\n")
+        return 1

@@ -15,13 +15,12 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from kling_mcp import __version__
 from kling_mcp.errors import ErrorKind, KlingError, kind_for
-from kling_mcp.models import TaskState
 from kling_mcp.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kling_mcp")
 
+TaskState = Literal["succeeded", "failed", "running"]
 SUCCEEDED = frozenset({"succeed", "succeeded", "success", "completed", "complete", "done", "finished"})
 FAILED = frozenset({"failed", "fail", "failure", "error", "cancelled", "canceled"})
 SUBMIT_ATTEMPTS = 3

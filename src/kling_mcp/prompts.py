@@ -1,4 +1,4 @@
-"""MCP prompts that help a person get good videos, and the `kling://tasks/{task_id}` resource."""
+"""MCP prompts that help a person get good videos."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.prompts.base import PromptArgument
 
 from kling_mcp.capabilities import MODELS, audio_rule, describe_durations, omni_rule
-from kling_mcp.client import QUERY_BUDGET
-from kling_mcp.errors import KlingError
-from kling_mcp.results import video_task
-from kling_mcp.state import app_state
 
 MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Lead with the subject and one clear action: "A red fox trots through fresh snow, then stops and looks back."
@@ -47,13 +41,6 @@ def register_prompts(server: MCPServer[Any]) -> None:
                 fn=render,
             )
         )
-    server.resource(
-        "kling://tasks/{task_id}",
-        name="kling_task",
-        title="A Kling task",
-        description="The current state of a Kling task: video_url, video_id and duration when done.",
-        mime_type="application/json",
-    )(read_task)
 
 
 def choose_tool(goal: str) -> str:
@@ -148,13 +135,3 @@ PROMPTS: tuple[tuple[str, str, PromptFunction, dict[str, str]], ...] = (
     ),
     ("kling_prompt_advice", "Write prompts for video motion", prompt_advice, {"idea": "Your video idea"}),
 )
-
-
-async def read_task(task_id: str, ctx: Context) -> str:
-    """The task's state now, as the JSON a generation tool would return (no waiting)."""
-    app = app_state(ctx)
-    try:
-        status = await app.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
-    except KlingError as error:
-        raise ResourceError(str(error)) from None
-    return video_task(task_id, status, 0, app.settings.demo).model_dump_json(indent=2)

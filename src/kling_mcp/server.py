@@ -5,65 +5,34 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.tools import ToolManager
-from mcp.types import CallToolResult, InputRequiredResult
-from mcp.types import Tool as MCPTool
+from mcp.server.mcpserver import MCPServer
 
 from kling_mcp import __version__
 from kling_mcp.client import KlingClient
 from kling_mcp.logs import configure_logging, logger
 from kling_mcp.polling import TaskPoller
 from kling_mcp.prompts import register_prompts
+from kling_mcp.sdk import LazyToolsServer
 from kling_mcp.settings import Settings
 from kling_mcp.state import AppState
-from kling_mcp.tools import build_tools
+from kling_mcp.tools.tasks import register_resources
 
 if TYPE_CHECKING:
     import httpx
+    from mcp.server.mcpserver.tools import Tool
 
-INSTRUCTIONS = """Kling video generation through AceDataCloud. Generation tools (kling_generate_video,
-kling_generate_video_from_image, kling_extend_video, kling_generate_motion, kling_lip_sync,
-kling_talking_photo) each start one paid task and wait for it, reporting progress; if the wait ends
-first they return the task_id with state 'running': resume with kling_get_task, never by generating
-again. kling_list_models tells what each model supports. Video links expire: suggest downloading."""
+INSTRUCTIONS = """Kling video generation through AceDataCloud. Every tool whose annotations are not
+read-only starts one paid task and waits for it, reporting progress; if the wait ends first it returns
+the task_id with state 'running': resume with kling_get_task, never by generating again.
+kling_list_models tells what each model and tool does. Finished videos are saved to disk (file_path)."""
 
 DEMO_TOKEN = "demo-token"
 
 
-class KlingServer(MCPServer[AppState]):
-    """An MCPServer whose tools are built when first listed or called, not at start-up.
-
-    Building them (their input and output schemas) is most of this server's own start-up
-    time, and no client needs them before the handshake is done.
-    """
-
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        super().__init__(**options)
-        self._settings = settings
-        self._tools_built = False
-
-    def _build_tools(self) -> None:
-        if not self._tools_built:
-            # The SDK takes ready-made tools only when its tool manager is made, so make it anew.
-            self._tool_manager = ToolManager(tools=build_tools(self._settings))
-            self._tools_built = True
-
-    async def list_tools(self) -> list[MCPTool]:
-        self._build_tools()
-        return await super().list_tools()
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        self._build_tools()
-        return await super().call_tool(name, arguments, context)
-
-
-def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> KlingServer:
+def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> LazyToolsServer:
     """The server, ready to run; `transport` lets tests route its HTTP calls."""
     configure_logging(settings.log_level)
 
@@ -79,8 +48,13 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
                 yield AppState(active, client, poller)
                 tasks.cancel_scope.cancel()
 
-    server = KlingServer(
-        settings,
+    def build_tools() -> list[Tool]:
+        from kling_mcp.tools import build_tools
+
+        return build_tools(settings)
+
+    server = LazyToolsServer(
+        build_tools,
         name="kling-mcp",
         title="Kling video (AceDataCloud)",
         version=__version__,
@@ -90,6 +64,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
         lifespan=lifespan,
     )
     register_prompts(server)
+    register_resources(server)
     return server
 
 

@@ -24,15 +24,25 @@ What it answers (every call is POST + JSON with `authorization: Bearer <token>`)
   Action `retrieve_batch` answers `{"items", "count"}` without the unknown ids.
 - Every JSON answer carries a fresh `trace_id` (a task's final result keeps the one of
   its submission).
-- Without auth: `GET /media/<task_id>.mp4` (a real tiny MP4, once the task succeeded),
+- Without auth: `GET /media/<task_id>.mp4` (a real MP4, once the task succeeded),
   `GET /health`, `POST /_emulator/faults` (plan a fault from outside: `{"path", "kind",
-  "times", "status", "error_code", "message", "retry_after", "seconds"}`) and
-  `GET /_emulator/stats`.
+  "times", "status", "error_code", "message", "retry_after", "seconds", "after_bytes"}`)
+  and `GET /_emulator/stats`.
+- Media is served like a CDN: with `content-length` and `accept-ranges: bytes`, a single
+  `Range` answered 206 with `content-range` (416 past the end). The video is the tiny
+  sample, or with `video_bytes=N` that sample padded by a `free` box to N bytes (it still
+  plays). With `link_seconds=S` every `video_url` is a signed link,
+  `/media/<task_id>.mp4?expires=<unix>&sig=<hmac>`, signed afresh by each answer that
+  carries it and valid for S seconds; an expired, altered or unsigned link is 403 with a
+  CDN's XML error body saying so.
+- `Fault.cut_after(n)` (kind `cut`) lets the API answer but closes the TCP connection
+  after n body bytes; `emulator.inject("/media", ...)` plans a fault for every path below.
 
 What it records, for tests to check: `counts` (requests per path, faulted ones included),
 `submissions` (generation bodies that reached the API: not answered by a fault, except a
-delay, which only holds the answer back),
-`tasks` (by id) and `queried_ids` (the ids each task query asked for).
+delay, which only holds the answer back), `tasks` (by id), `queried_ids` (the ids each
+task query asked for) and `media_ranges` (the `Range` header of each media request that
+reached the CDN, None without one); `video` is the bytes every finished video serves.
 """
 
 from .app import Emulator

@@ -6,7 +6,6 @@ import functools
 import logging
 import time
 from collections import Counter
-from importlib import resources
 
 import anyio
 import httpx
@@ -20,7 +19,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .faults import Fault, FaultMiddleware, FaultOrder, FaultPlan
+from .media import SignedLinks, media_response, padded_video, refused_link, sample_video
 from .tasks import EmulatedTask, new_task
+from .uploads import FileHosting
 from .validation import GENERATION_PATHS, problem_with
 from .wire import Json, error_response, new_id
 
@@ -33,16 +34,25 @@ class Emulator:
     """A faithful local stand-in for the Kling API; see the package docstring for its behaviour."""
 
     def __init__(
-        self, token: str | None = None, task_seconds: float = 5.0, fail_marker: str | None = "[fail]"
+        self,
+        token: str | None = None,
+        task_seconds: float = 5.0,
+        fail_marker: str | None = "[fail]",
+        video_bytes: int | None = None,
+        link_seconds: float | None = None,
     ) -> None:
         self.token = token
         self.task_seconds = task_seconds
         self.fail_marker = fail_marker
+        self.video = sample_video() if video_bytes is None else padded_video(video_bytes)
+        self._links = None if link_seconds is None else SignedLinks(link_seconds)
         self.base_url: str | None = None
         self.counts: Counter[str] = Counter()
         self.submissions: list[Json] = []
         self.tasks: dict[str, EmulatedTask] = {}
         self.queried_ids: list[list[str]] = []
+        self.media_ranges: list[str | None] = []
+        self.uploads = FileHosting(self._check_token, self._media_base_url)
         self._faults = FaultPlan()
         self.app = Starlette(
             routes=self._routes(),
@@ -64,6 +74,7 @@ class Emulator:
             Route("/kling/tasks", self._query_tasks, methods=["POST"]),
             Route("/media/{task_id}.mp4", self._media, methods=["GET"]),
             Route("/health", _health, methods=["GET"]),
+            *self.uploads.routes(),
             Route("/_emulator/faults", self._order_fault, methods=["POST"]),
             Route("/_emulator/stats", self._stats, methods=["GET"]),
         ]
@@ -86,7 +97,7 @@ class Emulator:
         if body.get("async") is True:
             return self._accepted(task)
         await anyio.sleep(task.seconds_left(time.time()))
-        return JSONResponse(task.final_result(media_base_url))
+        return JSONResponse(task.final_result(self._video_url(task, media_base_url)))
 
     @staticmethod
     def _accepted(task: EmulatedTask, background: BackgroundTask | None = None) -> Response:
@@ -99,7 +110,7 @@ class Emulator:
         await anyio.sleep(task.seconds_left(time.time()))
         try:
             async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT_SECONDS) as client:
-                await client.post(url, json=task.final_result(media_base_url))
+                await client.post(url, json=task.final_result(self._video_url(task, media_base_url)))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             logger.warning("callback for task %s to %s failed: %r", task.id, url, exc)
 
@@ -124,7 +135,7 @@ class Emulator:
         task = self.tasks.get(task_id)
         if task is None:
             return error_response(404, "not_found", f"task {task_id} not found")
-        return JSONResponse({**task.as_task_object(time.time(), media_base_url), "trace_id": new_id()})
+        return JSONResponse({**self._task_object(task, time.time(), media_base_url), "trace_id": new_id()})
 
     def _retrieve_batch(self, ids: object, media_base_url: str) -> Response:
         if not isinstance(ids, list) or not all(isinstance(task_id, str) for task_id in ids):
@@ -132,17 +143,31 @@ class Emulator:
         self.queried_ids.append(list(ids))
         now = time.time()
         items = [
-            self.tasks[task_id].as_task_object(now, media_base_url)
+            self._task_object(self.tasks[task_id], now, media_base_url)
             for task_id in ids
             if task_id in self.tasks
         ]
         return JSONResponse({"items": items, "count": len(items), "trace_id": new_id()})
 
     async def _media(self, request: Request) -> Response:
-        task = self.tasks.get(request.path_params["task_id"])
-        if task is None or task.final_state != "succeed" or not task.is_done(time.time()):
+        task_id: str = request.path_params["task_id"]
+        self.media_ranges.append(request.headers.get("range"))
+        now = time.time()
+        refusal = None if self._links is None else self._links.refusal(task_id, request.query_params, now)
+        if refusal is not None:
+            return refused_link(refusal)
+        task = self.tasks.get(task_id)
+        if task is None or task.final_state != "succeed" or not task.is_done(now):
             return error_response(404, "not_found", "no such video")
-        return Response(sample_video(), media_type="video/mp4")
+        return media_response(self.video, request.headers.get("range"))
+
+    def _task_object(self, task: EmulatedTask, now: float, media_base_url: str) -> Json:
+        return task.as_task_object(now, self._video_url(task, media_base_url))
+
+    def _video_url(self, task: EmulatedTask, media_base_url: str) -> str:
+        """The link to `task`'s video; signed, and valid for `link_seconds` from now, if set."""
+        url = f"{media_base_url}/media/{task.id}.mp4"
+        return url if self._links is None else self._links.sign(url, task.id, time.time())
 
     async def _order_fault(self, request: Request) -> Response:
         try:
@@ -189,12 +214,6 @@ class Emulator:
 
     def _media_base_url(self, request: Request) -> str:
         return self.base_url or str(request.base_url).rstrip("/")
-
-
-@functools.cache
-def sample_video() -> bytes:
-    """A real, tiny MP4 (1 s, 64x36, H.264), served for every finished video."""
-    return resources.files("kling_mcp.emulator").joinpath("sample.mp4").read_bytes()
 
 
 async def _health(request: Request) -> Response:

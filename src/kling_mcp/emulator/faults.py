@@ -1,15 +1,18 @@
 """Faults to inject: the ways the real API, or the network in front of it, lets a client down.
 
 A fault is planned for a path and answers the next request to that path in place of the
-emulated API, which never sees that request. Faults planned for one path answer in the
-order they were planned.
+emulated API, which never sees that request (a delay or a cut lets it answer, late or
+in part). A fault planned for a folder such as `/media` also answers the requests below it.
+Faults planned for one path answer in the order they were planned.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Literal
 
 import anyio
@@ -21,13 +24,13 @@ from .wire import error_response
 
 logger = logging.getLogger("kling_mcp.emulator")
 
-FaultKind = Literal["status", "drop", "delay", "html", "not_json"]
+FaultKind = Literal["status", "drop", "cut", "delay", "html", "not_json"]
 
 DROP_EXTENSION = "kling_mcp.emulator.drop"
 """The ASGI scope extension through which the server lets the app drop a connection.
 
-`scope["extensions"][DROP_EXTENSION]["close"]` closes the connection at once, before any
-response byte: `serve_emulator` and `run_emulator` provide it (see `server.py`).
+`scope["extensions"][DROP_EXTENSION]["close"]` closes the connection at once, after the
+response bytes already written: `serve_emulator` and `run_emulator` provide it (see `server.py`).
 """
 
 NOT_JSON_BODY = "upstream said: ok<"
@@ -52,6 +55,7 @@ class Fault:
     message: str | None = None
     retry_after: float | None = None
     seconds: float = 0.0
+    after_bytes: int = 0
 
     @classmethod
     def status(
@@ -71,6 +75,11 @@ class Fault:
     def drop(cls) -> Fault:
         """Close the connection without any HTTP response."""
         return cls("drop")
+
+    @classmethod
+    def cut_after(cls, after_bytes: int) -> Fault:
+        """Answer, but close the connection once `after_bytes` bytes of the body are sent."""
+        return cls("cut", after_bytes=after_bytes)
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
@@ -111,6 +120,7 @@ class FaultOrder(BaseModel):
     message: str | None = None
     retry_after: float | None = Field(default=None, ge=0)
     seconds: float = Field(default=1.0, ge=0)
+    after_bytes: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _status_given_for_status_faults(self) -> FaultOrder:
@@ -130,6 +140,8 @@ class FaultOrder(BaseModel):
             return Fault.not_json(self.status or 200)
         if self.kind == "delay":
             return Fault.delay(self.seconds)
+        if self.kind == "cut":
+            return Fault.cut_after(self.after_bytes)
         return Fault.drop()
 
 
@@ -145,8 +157,12 @@ class FaultPlan:
         self._queues[path].extend([fault] * times)
 
     def take(self, path: str) -> Fault | None:
-        queue = self._queues.get(path)
-        return queue.popleft() if queue else None
+        """The next fault planned for `path`, else for the nearest folder above it."""
+        for planned in (path, *map(str, PurePosixPath(path).parents[:-1])):
+            queue = self._queues.get(planned)
+            if queue:
+                return queue.popleft()
+        return None
 
     def pending(self) -> dict[str, int]:
         return {path: len(queue) for path, queue in self._queues.items() if queue}
@@ -175,6 +191,8 @@ class FaultMiddleware:
             await self.app(scope, receive, _held_back(send, fault.seconds))
         elif fault.kind == "drop":
             await drop_connection(scope, receive)
+        elif fault.kind == "cut":
+            await self.app(scope, receive, _cut_after(scope, receive, send, fault.after_bytes))
         else:
             await fault.response()(scope, receive, send)
 
@@ -191,16 +209,51 @@ def _held_back(send: Send, seconds: float) -> Send:
     return send_late
 
 
+def _cut_after(scope: Scope, receive: Receive, send: Send, limit: int) -> Send:
+    """`send`, but the connection closes once `limit` body bytes are out, and nothing more goes."""
+    close = _closer(scope)
+    sent = 0
+    cut = False
+
+    async def send_until_cut(message: Message) -> None:
+        nonlocal sent, cut
+        if cut:
+            return
+        body: bytes = message.get("body", b"") if message["type"] == "http.response.body" else b""
+        if sent + len(body) <= limit:
+            sent += len(body)
+            await send(message)
+            return
+        cut = True
+        await send({"type": "http.response.body", "body": body[: limit - sent], "more_body": True})
+        close()
+        await _until_disconnected(receive)
+
+    return send_until_cut
+
+
 async def drop_connection(scope: Scope, receive: Receive) -> None:
     """Read the request, then close its connection without a byte of response."""
-    close = scope.get("extensions", {}).get(DROP_EXTENSION, {}).get("close")
-    if close is None:
-        raise RuntimeError("Fault.drop() needs a server started by serve_emulator() or run_emulator()")
+    close = _closer(scope)
     # Take the whole body first, so the client sees the close while it awaits the answer.
     message = await receive()
     while message["type"] == "http.request" and message.get("more_body", False):
         message = await receive()
     close()
-    # Return only once the server saw the connection go, so it does not answer a 500 instead.
-    while message["type"] != "http.disconnect":
-        message = await receive()
+    if message["type"] != "http.disconnect":
+        await _until_disconnected(receive)
+
+
+def _closer(scope: Scope) -> Callable[[], None]:
+    close: Callable[[], None] | None = scope.get("extensions", {}).get(DROP_EXTENSION, {}).get("close")
+    if close is None:
+        raise RuntimeError(
+            "Fault.drop() and Fault.cut_after() need a server started by serve_emulator() or run_emulator()"
+        )
+    return close
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    """Return only once the server saw the connection go, so it does not answer a 500 instead."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -51,8 +51,10 @@ class EmulatedTask:
     def seconds_left(self, now: float) -> float:
         return max(0.0, self.finishes_at - now)
 
-    def final_result(self, media_base_url: str) -> Json:
-        """What a synchronous call, a callback and a finished task's `response` carry."""
+    def final_result(self, video_url: str) -> Json:
+        """What a synchronous call, a callback and a finished task's `response` carry.
+
+        `video_url` is the link to this task's video (the emulator signs a fresh one each time)."""
         if self.error is not None:
             return {
                 "success": False,
@@ -65,17 +67,17 @@ class EmulatedTask:
             "success": True,
             "task_id": self.id,
             "video_id": self.video_id,
-            "video_url": f"{media_base_url}/media/{self.id}.mp4",
+            "video_url": video_url,
             "duration": _reported_duration(self.request),
             "state": "succeed",
             "trace_id": self.trace_id,
         }
 
-    def as_task_object(self, now: float, media_base_url: str) -> Json:
+    def as_task_object(self, now: float, video_url: str) -> Json:
         """The task object `/kling/tasks` answers: `response` grows as the task runs."""
         task: Json = {"id": self.id, "created_at": self.created_at, "request": self.request}
         if self.is_done(now):
-            task["response"] = self.final_result(media_base_url)
+            task["response"] = self.final_result(video_url)
             task["finished_at"] = self.finishes_at
             task["elapsed"] = round(self.finishes_at - self.created_at, 3)
         else:

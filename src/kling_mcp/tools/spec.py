@@ -1,0 +1,145 @@
+"""What a tool is (`ToolSpec`), the lean JSON schemas it publishes, and how its arguments are read.
+
+Every byte of `tools/list` is paid in every conversation, so the published schemas are pydantic's
+without the noise: no generated `title`s, no `$ref`/`$defs` indirection, and an optional field is
+its type, not `anyOf [type, null]` with `default: null`. Arguments reach the tool's input model
+untouched, and a ValidationError becomes one message listing every fix, each naming its field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ValidationError
+
+from kling_mcp.fields import quote
+from kling_mcp.state import AppState
+
+InputT = TypeVar("InputT", bound=BaseModel)
+Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
+NOTHING_SENT = "nothing was sent, nothing was charged"
+FIELD_QUOTE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    title: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    handler: Handler
+    description: str
+    paid: bool = False
+    local_only: bool = False
+    """Answered from this server's own data, without calling the API."""
+    shows_video: bool = False
+    """Its result is a video task, which the MCP Apps player can show."""
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=not self.paid,
+            destructive_hint=False,
+            idempotent_hint=not self.paid,
+            open_world_hint=not self.local_only,
+        )
+
+
+def input_schema(model: type[BaseModel], defaults: dict[str, Any], last: tuple[str, ...]) -> dict[str, Any]:
+    """`model`'s lean schema with this server's `defaults`; the properties named in `last` go last."""
+    schema = lean_schema(model.model_json_schema())
+    properties = sorted(schema.get("properties", {}).items(), key=lambda item: item[0] in last)
+    schema["properties"] = {
+        name: {**field, "default": defaults[name]} if name in defaults else field
+        for name, field in properties
+    }
+    return schema
+
+
+def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s lean schema as results are serialised, without defaults (results always carry them)
+    and without the model's docstring, which is written for this code's readers."""
+    schema = lean_schema(
+        model.model_json_schema(mode="serialization"), drop=("title", "$defs", "default"), nullable=True
+    )
+    schema.pop("description", None)
+    return schema
+
+
+def lean_schema(
+    schema: dict[str, Any], drop: tuple[str, ...] = ("title", "$defs"), nullable: bool = False
+) -> dict[str, Any]:
+    """`schema` with `$ref`s inlined, `title`s dropped and `anyOf [X, null]` made plain `X`
+    (or, when `nullable`, `X` whose type also allows null: results say none with null)."""
+    definitions = schema.get("$defs", {})
+
+    def lean(node: Any, naming: bool = False) -> Any:
+        """`naming`: `node` maps property names to schemas (a property may be called "title")."""
+        if isinstance(node, list):
+            return [lean(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if naming:
+            return {name: lean(value) for name, value in node.items()}
+        node, optional = _without_null(node)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            siblings = {key: value for key, value in node.items() if key != "$ref"}
+            node = {**definitions[ref.removeprefix("#/$defs/")], **siblings}
+            return lean({"anyOf": [node, {"type": "null"}]} if optional else node)
+        if "enum" in node and not (optional and nullable):  # the values say their type
+            node = {key: value for key, value in node.items() if key != "type"}
+        if optional and nullable and isinstance(node.get("type"), str):
+            node = {**node, "type": [node["type"], "null"]}
+        return {
+            key: lean(value, naming=key in ("properties", "$defs"))
+            for key, value in node.items()
+            if key not in drop and not (key == "default" and value is None)
+        }
+
+    result: dict[str, Any] = lean(schema)
+    return result
+
+
+def _without_null(node: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`{"anyOf": [X, {"type": "null"}], ...}` as `{**X, ...}`, and whether null was an option."""
+    options = node.get("anyOf")
+    if not isinstance(options, list) or {"type": "null"} not in options:
+        return node, False
+    others = [option for option in options if option != {"type": "null"}]
+    rest = {key: value for key, value in node.items() if key != "anyOf"}
+    if len(others) == 1:
+        return {**others[0], **rest}, True
+    return {"anyOf": others, **rest}, True
+
+
+def parse_arguments(tool: str, model: type[InputT], arguments: dict[str, Any]) -> InputT:
+    """Validate a call's arguments, or raise a ToolError that lists every fix to make."""
+    try:
+        return model.model_validate(arguments)
+    except ValidationError as exc:
+        problems = "\n".join(f"- {problem}" for problem in describe_errors(exc))
+        raise ToolError(f"Invalid arguments for {tool} ({NOTHING_SENT}):\n{problems}") from None
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        # A dict key that is not allowed is located at "<key>.[key]": name the key itself.
+        field = ".".join(str(part) for part in error["loc"]).removesuffix(".[key]")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "required"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown parameter; check the spelling against the tool's schema"
+        if field:
+            problems.append(f"{field if len(field) <= FIELD_QUOTE_LIMIT else quote(field)}: {message}")
+        else:
+            problems.extend(message.splitlines())
+    return problems
