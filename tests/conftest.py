@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,8 +89,19 @@ def _not_found(task_id: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(api_token=TOKEN, api_base_url=API, poll_interval=0.05)
+def settings(tmp_path: Path) -> Settings:
+    """A server of its own for each test: its journal and videos under the test's directory.
+
+    Videos are not saved: the scripted API serves no media (tests that save use the emulator).
+    """
+    return Settings(
+        api_token=TOKEN,
+        api_base_url=API,
+        poll_interval=0.05,
+        data_dir=tmp_path / "data",
+        output_dir=tmp_path / "videos",
+        auto_download=False,
+    )
 
 
 @pytest.fixture

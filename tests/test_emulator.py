@@ -332,6 +332,111 @@ async def test_faults_can_be_planned_over_http(api: httpx.AsyncClient) -> None:
     assert stats["pending_faults"] == {"/kling/motion": 1}
 
 
+async def finished_video_url(api: httpx.AsyncClient) -> str:
+    task_id = await submit(api, TEXT2VIDEO)
+    url: str = (await wait_until_done(api, task_id))[-1]["response"]["video_url"]
+    return url
+
+
+async def test_media_honours_range_requests_like_a_cdn(emu: Emulator, api: httpx.AsyncClient) -> None:
+    url = await finished_video_url(api)
+    video, size = emu.video, len(emu.video)
+    async with httpx.AsyncClient() as cdn:
+        whole = await cdn.get(url)
+        assert (whole.status_code, whole.content) == (200, video)
+        assert (whole.headers["accept-ranges"], whole.headers["content-length"]) == ("bytes", str(size))
+
+        ranges = {"bytes=0-99": (0, 100), "bytes=2000-": (2000, size), "bytes=-31": (size - 31, size)}
+        for header, (start, end) in ranges.items():
+            part = await cdn.get(url, headers={"range": header})
+            assert part.status_code == 206, header
+            assert part.headers["content-range"] == f"bytes {start}-{end - 1}/{size}"
+            assert part.headers["content-length"] == str(end - start)
+            assert part.content == video[start:end]
+
+        past_the_end = await cdn.get(url, headers={"range": f"bytes={size}-"})
+        assert (past_the_end.status_code, past_the_end.headers["content-range"]) == (416, f"bytes */{size}")
+        backwards = await cdn.get(url, headers={"range": "bytes=9-3"})  # invalid: ignored, as RFC 9110 allows
+        assert (backwards.status_code, backwards.content) == (200, video)
+    assert emu.media_ranges == [None, *ranges, f"bytes={size}-", "bytes=9-3"]
+
+
+def mp4_boxes(data: bytes) -> list[str]:
+    """The top-level MP4 boxes that make up `data`, which must cover it exactly."""
+    boxes, offset = [], 0
+    while offset < len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        assert size >= 8, f"bad box size {size} at {offset}"
+        boxes.append(data[offset + 4 : offset + 8].decode("ascii"))
+        offset += size
+    assert offset == len(data)
+    return boxes
+
+
+async def test_video_bytes_pads_the_sample_into_a_larger_valid_mp4() -> None:
+    emu = Emulator(token=None, task_seconds=0, video_bytes=100_000)
+    async with serve_emulator(emu) as base_url, httpx.AsyncClient(base_url=base_url) as api:
+        api.headers["authorization"] = "Bearer any"
+        video = (await api.get(await finished_video_url(api))).content
+    assert len(video) == 100_000
+    assert mp4_boxes(video) == ["ftyp", "moov", "free", "mdat", "free"]
+    with pytest.raises(ValueError, match="video_bytes must be between 2239 and 4 GiB"):
+        Emulator(video_bytes=2238)
+
+
+async def test_signed_links_are_fresh_per_query_and_expire_like_a_cdns() -> None:
+    emu = Emulator(token=TOKEN, task_seconds=0, link_seconds=0.3)
+    async with (
+        serve_emulator(emu) as base_url,
+        httpx.AsyncClient(base_url=base_url, headers={"authorization": f"Bearer {TOKEN}"}) as api,
+        httpx.AsyncClient() as cdn,
+    ):
+        task_id = await submit(api, TEXT2VIDEO)
+        first, second = [(await retrieve(api, task_id))["response"]["video_url"] for _ in range(2)]
+        assert first != second
+        assert first.startswith(f"{base_url}/media/{task_id}.mp4?expires=")
+        assert "&sig=" in first
+        assert (await cdn.get(first)).content == emu.video
+
+        altered = await cdn.get(first.replace("sig=", "sig=0"))
+        unsigned = await cdn.get(first.partition("?")[0])
+        await anyio.sleep(0.4)
+        expired = await cdn.get(second)
+
+    for refused in (altered, unsigned, expired):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"].startswith("application/xml")
+        assert "<Code>AccessDenied</Code>" in refused.text
+        assert "expired" in refused.text
+    assert "<Message>Request has expired.</Message>" in expired.text
+
+
+async def read_into(received: bytearray, client: httpx.AsyncClient, url: str) -> None:
+    async with client.stream("GET", url) as response:
+        async for chunk in response.aiter_raw():
+            received += chunk
+
+
+async def test_cut_fault_closes_the_connection_mid_body(
+    emu: Emulator, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await finished_video_url(api)
+    order = {"path": "/media", "kind": "cut", "after_bytes": 1000}
+    assert (await api.post("/_emulator/faults", json=order)).json()["pending_faults"] == {"/media": 1}
+    received = bytearray()
+
+    async with httpx.AsyncClient() as cdn:
+        with pytest.raises(
+            httpx.RemoteProtocolError, match=f"received 1000 bytes, expected {len(emu.video)}"
+        ):
+            await read_into(received, cdn, url)
+        assert (await cdn.get(url)).content == emu.video  # the fault answered once
+
+    assert bytes(received) == emu.video[:1000]
+    assert emu.counts[url.removeprefix(str(emu.base_url))] == 2
+    assert [record.message for record in caplog.records if record.levelname == "ERROR"] == []
+
+
 @asynccontextmanager
 async def callback_sink() -> AsyncIterator[tuple[str, MemoryObjectReceiveStream[dict[str, Any]]]]:
     """A bare HTTP listener that passes on the JSON bodies POSTed to it."""

@@ -33,7 +33,9 @@ GENERATION_TOOLS = {
     "kling_goods_studio",
     "kling_video_commerce",
 }
-READ_ONLY_TOOLS = {"kling_get_task", "kling_get_tasks_batch", "kling_list_models"}
+READ_ONLY_TOOLS = {"kling_get_task", "kling_get_tasks_batch", "kling_list_tasks", "kling_list_models"}
+SAVING_TOOLS = {"kling_download_video"}
+"""Free and idempotent, but they write files into the output directory."""
 SEED_PARAMETERS = {
     "prompt": None,
     "start_image_url": None,
@@ -70,11 +72,11 @@ async def tool_schemas(client: Client) -> dict[str, Any]:
 async def test_lists_the_whole_family_with_truthful_annotations(client: Client) -> None:
     tools = await tool_schemas(client)
 
-    assert set(tools) == GENERATION_TOOLS | READ_ONLY_TOOLS
+    assert set(tools) == GENERATION_TOOLS | READ_ONLY_TOOLS | SAVING_TOOLS
     for name, tool in tools.items():
         paid = name in GENERATION_TOOLS
         assert tool.annotations.title
-        assert tool.annotations.read_only_hint is (not paid)
+        assert tool.annotations.read_only_hint is (not paid and name not in SAVING_TOOLS)
         assert tool.annotations.idempotent_hint is (not paid)
         assert tool.annotations.destructive_hint is False
         assert tool.output_schema is not None
@@ -326,7 +328,9 @@ async def test_a_submission_that_may_have_reached_the_api_is_not_sent_again(
 
 async def test_without_a_token_the_server_starts_and_says_what_to_set(router: respx.MockRouter) -> None:
     async with Client(create_server(Settings(api_token=None, api_base_url="https://api.test"))) as client:
-        assert len((await client.list_tools()).tools) == len(GENERATION_TOOLS | READ_ONLY_TOOLS)
+        assert len((await client.list_tools()).tools) == len(
+            GENERATION_TOOLS | READ_ONLY_TOOLS | SAVING_TOOLS
+        )
         result = await client.call_tool("kling_generate_video", {"prompt": "a cat"})
 
     assert result.is_error
@@ -497,6 +501,7 @@ async def test_batch_without_ids_recovers_every_task_this_server_started(
     client: Client, kling: FakeKling
 ) -> None:
     kling.polls_until_done = 10_000
+    await client.list_tools()  # as hosts do before calling: the first listing builds the tools
     for n in range(3):
         with anyio.move_on_after(0.1):  # cut off before answering, as a host might
             await client.call_tool("kling_generate_video", {"prompt": f"cat {n}"})

@@ -93,35 +93,44 @@ class Submitted:
     trace_id: str | None
 
 
-class KlingClient:
-    """A thin, typed client of the Kling endpoints; one per server, closed with it."""
+class HttpPool:
+    """The server's one pool of HTTP connections, shared by the API client, uploads and downloads.
 
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._settings = settings
-        self._token = settings.api_token
+    Made on first use: importing and setting up httpx (TLS context included) is the largest part
+    of the server's start-up otherwise. It carries no credentials: each API request adds its own
+    bearer token, so none ever travels to a CDN or a file host by default.
+    """
+
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._transport = transport
-        self._pool: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None
 
-    def _http(self) -> httpx.AsyncClient:
-        """The connection pool, made on first use: importing and setting up httpx (TLS context
-        included) is the largest part of the server's start-up otherwise."""
-        if self._pool is None:
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
             import httpx
 
-            headers = {"accept": "application/json", "user-agent": f"kling-mcp/{__version__}"}
-            if self._token:
-                headers["authorization"] = f"Bearer {self._token}"
-            self._pool = httpx.AsyncClient(
-                base_url=self._settings.api_base_url,
-                headers=headers,
+            self._client = httpx.AsyncClient(
+                headers={"user-agent": f"kling-mcp/{__version__}"},
                 transport=self._transport,
                 limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             )
-        return self._pool
+        return self._client
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class KlingClient:
+    """A thin, typed client of the Kling endpoints; one per server, on the server's HTTP pool."""
+
+    def __init__(self, settings: Settings, pool: HttpPool) -> None:
+        self._settings = settings
+        self._token = settings.api_token
+        self._pool = pool
+        self._headers = {"accept": "application/json"}
+        if self._token:
+            self._headers["authorization"] = f"Bearer {self._token}"
 
     async def submit(self, endpoint: str, body: Mapping[str, Any], *, deadline: float) -> Submitted:
         """Start a paid generation and return its task id."""
@@ -206,8 +215,8 @@ class KlingClient:
     ) -> tuple[dict[str, Any], str | None]:
         if not self._token:
             raise KlingError(ErrorKind.NO_TOKEN)
-        pool = self._http()
-        import httpx  # loaded by _http(): this only binds the name
+        pool = self._pool.client()
+        import httpx  # loaded by the pool: this only binds the name
 
         remaining = max(deadline - anyio.current_time(), 0.05)
         timeout = httpx.Timeout(
@@ -216,7 +225,9 @@ class KlingClient:
         )
         logger.debug("POST %s %s", path, json.dumps(body, ensure_ascii=False))
         try:
-            response = await pool.post(path, json=body, timeout=timeout)
+            response = await pool.post(
+                self._settings.api_base_url + path, json=body, headers=self._headers, timeout=timeout
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise KlingError(
                 ErrorKind.UNREACHABLE, self._describe(exc), never_sent=True, note=_NOT_SENT

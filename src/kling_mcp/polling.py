@@ -6,6 +6,10 @@ twenty. The tick adapts: a new task is first checked quickly, young tasks about 
 second (a finished video reaches its caller within about a second), long-running ones less
 often, and never faster than `min_interval` however many calls wait. A failed tick backs
 off (honouring Retry-After); waiting calls keep their own deadlines and never overstay.
+
+A task can also be followed with no call waiting (`follow`): one whose call ran out of time,
+or one a stopped server left running. Every tick's statuses go to `on_statuses` (the journal
+and the downloads listen there), so a followed task is recorded and saved when it finishes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ logger = logging.getLogger("kling_mcp")
 # (task age in seconds, multiple of min_interval between checks): older tasks are checked less often.
 TICK_SCHEDULE = ((30.0, 1), (120.0, 2), (float("inf"), 4))
 
+FOLLOW_LIMIT_SECONDS = 6 * 3600.0
+"""How long a task with no call waiting is followed before it is left to the next lookup."""
+
 OnTick = Callable[[TaskStatus | None, KlingError | None], Awaitable[None]]
+OnStatuses = Callable[[dict[str, TaskStatus]], Awaitable[None]]
 
 
 def interval_for(age: float, min_interval: float) -> float:
@@ -51,10 +59,14 @@ class _Watch:
 
 
 class TaskPoller:
-    def __init__(self, client: KlingClient, *, min_interval: float = 1.0) -> None:
+    def __init__(
+        self, client: KlingClient, *, min_interval: float = 1.0, on_statuses: OnStatuses | None = None
+    ) -> None:
         self._client = client
         self._min_interval = min_interval
+        self.on_statuses = on_statuses
         self._watches: set[_Watch] = set()
+        self._followed: dict[str, _Watch] = {}
         self._changed = anyio.Event()
         self._last_tick = float("-inf")
         self._failures = 0
@@ -63,6 +75,13 @@ class TaskPoller:
     @property
     def pending(self) -> set[str]:
         return {watch.task_id for watch in self._watches}
+
+    def follow(self, task_id: str) -> None:
+        """Keep checking `task_id` until it is done, with no call waiting for it."""
+        if task_id not in self._followed:
+            watch = self._followed[task_id] = _Watch(task_id, anyio.current_time())
+            self._watches.add(watch)
+            self._changed.set()
 
     async def wait(self, task_id: str, *, deadline: float, on_tick: OnTick) -> TaskStatus | None:
         """Wait until `task_id` is done or `deadline` passes; return the last status seen.
@@ -133,3 +152,25 @@ class TaskPoller:
         self._failures = 0
         for watch in watches:
             watch.update(statuses.get(watch.task_id), None)
+        await self._tell(statuses)
+        self._stop_following_finished()
+
+    async def _tell(self, statuses: dict[str, TaskStatus]) -> None:
+        if self.on_statuses is not None and statuses:
+            try:
+                await self.on_statuses(statuses)
+            except Exception:  # a listener's failure must never stop the polling of paid tasks
+                logger.exception("Recording the task statuses failed")
+
+    def _stop_following_finished(self) -> None:
+        now = anyio.current_time()
+        for task_id, watch in list(self._followed.items()):
+            expired = now - watch.since > FOLLOW_LIMIT_SECONDS
+            if (watch.status is not None and watch.status.done) or expired:
+                if expired:
+                    hours = FOLLOW_LIMIT_SECONDS / 3600
+                    logger.warning(
+                        "Task %s still not done after %g h; kling_get_task checks it", task_id, hours
+                    )
+                del self._followed[task_id]
+                self._watches.discard(watch)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kling_mcp.fields import quote
 
-ToolFunction = Callable[..., Awaitable[CallToolResult]]
+ToolFunction = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
 
 
 class _RawArguments(ArgModelBase):

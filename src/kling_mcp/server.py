@@ -11,8 +11,10 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from kling_mcp import __version__
-from kling_mcp.client import KlingClient
+from kling_mcp.client import HttpPool, KlingClient
+from kling_mcp.local_files import ClientRoots
 from kling_mcp.logs import configure_logging, logger
+from kling_mcp.player import player_extension
 from kling_mcp.polling import TaskPoller
 from kling_mcp.prompts import register_prompts
 from kling_mcp.sdk import LazyToolsServer
@@ -24,10 +26,11 @@ if TYPE_CHECKING:
     import httpx
     from mcp.server.mcpserver.tools import Tool
 
-INSTRUCTIONS = """Kling video generation through AceDataCloud. Every tool whose annotations are not
-read-only starts one paid task and waits for it, reporting progress; if the wait ends first it returns
-the task_id with state 'running': resume with kling_get_task, never by generating again.
-kling_list_models tells what each model and tool does. Finished videos are saved to disk (file_path)."""
+INSTRUCTIONS = """Kling video generation through AceDataCloud. Each tool that is neither read-only nor
+idempotent starts one paid task and waits for it, reporting progress; if the wait ends first it
+returns the task_id with state 'running': resume with kling_get_task, never by generating again.
+Finished videos are saved to disk (file_path); kling_list_tasks lists every task across restarts.
+kling_list_models tells what each model and tool does."""
 
 DEMO_TOKEN = "demo-token"
 
@@ -40,19 +43,24 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
             active = await stack.enter_async_context(_demo_api(settings)) if settings.demo else settings
-            client = KlingClient(active, transport=transport)
-            stack.push_async_callback(client.aclose)
-            poller = TaskPoller(client, min_interval=active.poll_interval)
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(poller.run)
-                yield AppState(active, client, poller)
-                tasks.cancel_scope.cancel()
+            app = await stack.enter_async_context(_running(active, transport, roots))
+            running.append(app)
+            try:
+                yield app
+            finally:
+                running.remove(app)
+
+    # The state of the running server, for what gets no request context (a static resource).
+    running: list[AppState] = []
+
+    roots = ClientRoots()
 
     def build_tools() -> list[Tool]:
         from kling_mcp.tools import build_tools
 
         return build_tools(settings)
 
+    roots = ClientRoots()
     server = LazyToolsServer(
         build_tools,
         name="kling-mcp",
@@ -62,10 +70,39 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
         # The SDK's own log lines (and its libraries') at INFO at most: DEBUG is for ours.
         log_level="INFO" if settings.log_level == "DEBUG" else settings.log_level,
         lifespan=lifespan,
+        extensions=[player_extension(settings)],
     )
+    server.middleware.append(roots.watch)
     register_prompts(server)
-    register_resources(server)
+    register_resources(server, lambda: running[-1])
     return server
+
+
+@asynccontextmanager
+async def _running(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
+) -> AsyncIterator[AppState]:
+    """The machinery every call shares, running: the HTTP pool, the poller, the journal and the keeper."""
+    from kling_mcp.downloads import Downloader
+    from kling_mcp.journal import Journal
+    from kling_mcp.keeper import TaskKeeper
+
+    async with AsyncExitStack() as stack:
+        http = HttpPool(transport)
+        stack.push_async_callback(http.aclose)
+        client = KlingClient(settings, http)
+        poller = TaskPoller(client, min_interval=settings.poll_interval)
+        journal = await Journal.open(settings.data_dir)
+        stack.push_async_callback(journal.aclose)
+        background = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(background.cancel_scope.cancel)
+        downloader = Downloader(http.client(), settings.output_dir)
+        keeper = TaskKeeper(
+            journal, client, poller, downloader, background, auto_download=settings.auto_download
+        )
+        background.start_soon(poller.run)
+        background.start_soon(keeper.resume)
+        yield AppState(settings, http, client, poller, keeper, roots)
 
 
 @asynccontextmanager
@@ -76,7 +113,16 @@ async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
     emulator = Emulator(token=DEMO_TOKEN, task_seconds=settings.demo_task_seconds)
     async with serve_emulator(emulator) as base_url:
         logger.warning("Demo mode: videos come from the local emulator at %s; nothing is charged.", base_url)
-        yield dataclasses.replace(settings, api_base_url=base_url, api_token=DEMO_TOKEN)
+        yield dataclasses.replace(
+            settings,
+            api_base_url=base_url,
+            api_token=DEMO_TOKEN,
+            platform_base_url=base_url,
+            platform_token=DEMO_TOKEN,
+            # Demo tasks and their fake videos are kept apart from real ones.
+            data_dir=settings.data_dir / "demo",
+            output_dir=settings.output_dir / "demo",
+        )
 
 
 async def serve(settings: Settings) -> None:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context
 
-from kling_mcp.client import KlingClient
+from kling_mcp.client import HttpPool, KlingClient
 from kling_mcp.polling import TaskPoller
 from kling_mcp.settings import Settings
 
-RECENT_TASKS = 100
+if TYPE_CHECKING:
+    from kling_mcp.keeper import TaskKeeper
+    from kling_mcp.local_files import ClientRoots
 
 
 @dataclass(frozen=True)
 class AppState:
     settings: Settings
+    http: HttpPool
     client: KlingClient
     poller: TaskPoller
-    started: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_TASKS))
-    """Ids of the tasks this server submitted, newest last."""
+    keeper: TaskKeeper
+    roots: ClientRoots
 
 
 def app_state(ctx: Context[Any, Any]) -> AppState:

@@ -14,9 +14,10 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, InputRequiredResult
 
 from kling_mcp.logs import relay_to_client
+from kling_mcp.player import tool_meta
 from kling_mcp.sdk import make_tool
 from kling_mcp.settings import Settings
 from kling_mcp.state import app_state
@@ -50,7 +51,7 @@ def server_defaults(spec: ToolSpec, settings: Settings) -> dict[str, Any]:
 def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
     """The SDK tool for `spec`; `defaults` fill what a call leaves out (and show in the schema)."""
 
-    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult:
+    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult | InputRequiredResult:
         given = {name: value for name, value in arguments.items() if value is not None}
         request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
         with relay_to_client(ctx.session):
@@ -65,4 +66,5 @@ def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
         output_model=spec.output_model,
         output_schema=output_schema(spec.output_model),
         annotations=spec.annotations,
+        meta=tool_meta() if spec.shows_video else None,
     )

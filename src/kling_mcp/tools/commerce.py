@@ -16,6 +16,7 @@ from kling_mcp.tools.generation import paid_tool
 
 MAX_PRODUCT_IMAGES = 9
 MAX_SELLING_POINTS = 5
+SPEECH_RATES = (0.8, 1.0, 1.2)
 Resolution = Literal["720p", "1080p"]
 ShortText = Annotated[str, Text(200)]
 
@@ -74,7 +75,7 @@ class VideoCommerceInput(GenerationRequest):
     avatar_id: Identifier | None = Field(None, description="Or a saved avatar's id.")
     product_images: JsonText[list[ImageSource]] | None = Field(None, max_length=MAX_PRODUCT_IMAGES)
     voice_id: Identifier | None = Field(None, description="A Kling voice; the API picks one if left out.")
-    speech_rate: Literal[0.8, 1.0, 1.2] = 1.0
+    speech_rate: float = Field(1.0, json_schema_extra={"enum": list(SPEECH_RATES)})
     action_prompt: Annotated[str, Text(500)] | None = Field(None, description="Gestures and actions.")
     allow_polish: bool = Field(False, description="Let the API polish the script.")
     bgm_enabled: bool = Field(False, description="Add background music.")
@@ -84,8 +85,14 @@ class VideoCommerceInput(GenerationRequest):
 
     @model_validator(mode="after")
     def _rules(self) -> VideoCommerceInput:
+        problems = []
         if (self.avatar_image is None) == (self.avatar_id is None):
-            check(["avatar_image / avatar_id: give exactly one: a presenter photo, or a saved avatar."])
+            problems.append(
+                "avatar_image / avatar_id: give exactly one: a presenter photo, or a saved avatar."
+            )
+        if self.speech_rate not in SPEECH_RATES:
+            problems.append("speech_rate: use 0.8, 1.0 or 1.2.")
+        check(problems)
         return self
 
     def payload(self) -> dict[str, Any]:

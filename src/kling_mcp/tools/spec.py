@@ -12,16 +12,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from kling_mcp.fields import quote
-from kling_mcp.state import AppState
 
 InputT = TypeVar("InputT", bound=BaseModel)
-Handler = Callable[[Any, AppState, Context], Awaitable[CallToolResult]]
+Handler = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
+"""`handler(request, app, ctx)`: the validated input model, the server's state, the call's context."""
 NOTHING_SENT = "nothing was sent, nothing was charged"
 FIELD_QUOTE_LIMIT = 100
 
@@ -39,12 +38,14 @@ class ToolSpec:
     """Answered from this server's own data, without calling the API."""
     shows_video: bool = False
     """Its result is a video task, which the MCP Apps player can show."""
+    saves_files: bool = False
+    """Writes into the output directory (not read-only, though free and idempotent)."""
 
     @property
     def annotations(self) -> ToolAnnotations:
         return ToolAnnotations(
             title=self.title,
-            read_only_hint=not self.paid,
+            read_only_hint=not (self.paid or self.saves_files),
             destructive_hint=False,
             idempotent_hint=not self.paid,
             open_world_hint=not self.local_only,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import typing
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -12,12 +15,14 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from kling_mcp.capabilities import MODELS, Mode, ModelSpec, describe_durations
-from kling_mcp.client import QUERY_BUDGET
+from kling_mcp.client import QUERY_BUDGET, TaskStatus
 from kling_mcp.errors import KlingError
-from kling_mcp.fields import Identifier, JsonText, check_identifier
+from kling_mcp.fields import Identifier, JsonText, Text, check_identifier, quote
+from kling_mcp.journal import CursorError, TaskRecord
+from kling_mcp.keeper import SaveError
 from kling_mcp.state import AppState, app_state
 from kling_mcp.tools.common import DEMO_NOTE, KlingModel, Seconds, StrictModel, VideoTask, video_task
-from kling_mcp.tools.generation import answer, wait_budget, wait_for, waited
+from kling_mcp.tools.generation import ProgressReport, answer, facts, follow_through, wait_budget, waited
 from kling_mcp.tools.spec import ToolSpec
 
 # --- kling_get_task -------------------------------------------------------------------------
@@ -33,23 +38,28 @@ class GetTaskInput(StrictModel):
 
 
 async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallToolResult:
-    budget = wait_budget(request.timeout, app, ctx)
     started = anyio.current_time()
+    deadline = started + wait_budget(request.timeout, app, ctx)
+    status = await _lookup(app, request.task_id)
+    record = await app.keeper.journal.get(request.task_id)
+    report = ProgressReport(ctx, started)
+    return await follow_through(app, ctx, request.task_id, record, started, deadline, report, status=status)
+
+
+async def _lookup(app: AppState, task_id: str) -> TaskStatus:
     try:
-        status = await app.client.retrieve(request.task_id, deadline=started + QUERY_BUDGET)
+        return await app.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ToolError(str(error)) from None
-    if not status.done and budget > 0:
-        status = await wait_for(app, ctx, request.task_id, started, started + budget) or status
-    return answer(video_task(request.task_id, status, waited(started), app.settings.demo))
 
 
 GET_TASK = """Check a Kling task by task_id and, by default, wait for it to finish: answers the \
-moment the video is ready, or with state 'running' when timeout runs out.
+moment the video is ready (with file_path once saved), or with state 'running' when timeout runs out.
 
 Use it to resume after a generation answered 'running', or to fetch a task started earlier (video_url, \
 video_id, duration, or the failure reason). Free and read-only; progress flows while it waits. For \
-several tasks at once use kling_get_tasks_batch. An unknown task_id is an error."""
+several tasks use kling_get_tasks_batch; for what this server started, kling_list_tasks. An unknown \
+task_id is an error."""
 
 
 # --- kling_get_tasks_batch ------------------------------------------------------------------
@@ -67,26 +77,31 @@ class GetTasksBatchInput(StrictModel):
         None,
         min_length=1,
         max_length=BATCH_LIMIT,
-        description="Leave out for every task this server started.",
+        description="Leave out for the newest tasks this server started.",
     )
 
 
 async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Context) -> CallToolResult:
-    task_ids = list(dict.fromkeys(request.task_ids or app.started))
+    journal = app.keeper.journal
+    if request.task_ids:
+        task_ids = list(dict.fromkeys(request.task_ids))
+    else:
+        recent, _ = await journal.list_tasks(limit=BATCH_LIMIT)
+        task_ids = [record.task_id for record in reversed(recent) if record.task_id]  # in the order started
     if not task_ids:
-        raise ToolError("No task_ids given, and this server has not started any task since it launched.")
+        raise ToolError("No task_ids given, and the journal holds no task that this server started.")
     try:
         found = await app.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ToolError(str(error)) from None
-    batch = TaskBatch(
-        tasks=[
-            video_task(task_id, found[task_id], 0, app.settings.demo)
-            for task_id in task_ids
-            if task_id in found
-        ],
-        missing=[task_id for task_id in task_ids if task_id not in found],
-    )
+    await app.keeper.observe(found)
+    tasks = []
+    for task_id in task_ids:
+        if task_id in found:
+            record = await journal.get(task_id)
+            known = facts(record) if record is not None else {}
+            tasks.append(video_task(task_id, found[task_id], 0, app.settings.demo, **known))
+    batch = TaskBatch(tasks=tasks, missing=[task_id for task_id in task_ids if task_id not in found])
     return CallToolResult(
         content=[TextContent(type="text", text=batch_text(batch))],
         structured_content=batch.model_dump(mode="json"),
@@ -96,20 +111,172 @@ async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Conte
 def batch_text(batch: TaskBatch) -> str:
     lines = [f"{len(batch.tasks)} task(s) found."]
     for task in batch.tasks:
-        detail = task.video_url if task.state == "succeeded" else (task.error.message if task.error else "")
+        detail = task.file_path or task.video_url if task.state == "succeeded" else ""
+        if task.error:
+            detail = task.error.message
         lines.append(f"- {task.task_id}: {task.state}{f' - {detail}' if detail else ''}")
     if batch.missing:
-        lines.append(f"Unknown to the API: {', '.join(batch.missing)}")
+        lines.append(f"Unknown to the API: {', '.join(quote(task_id) for task_id in batch.missing)}")
     if any(task.demo for task in batch.tasks):
         lines.append(DEMO_NOTE)
     return "\n".join(lines)
 
 
 GET_TASKS_BATCH = f"""Look up to {BATCH_LIMIT} Kling tasks in one request, without waiting: each \
-task's state, video_url, video_id and any error; ids the API does not know are listed as missing.
+task's state, video_url, video_id, file_path and any error; ids the API does not know are listed as \
+missing.
 
-Use it to check several videos at once, or without task_ids to recover every task this server started \
-(a video whose call was cut off). Free and read-only. To wait for one task use kling_get_task."""
+Use it to check several videos at once, or without task_ids to refresh the newest tasks this server \
+started (a video whose call was cut off). Free and read-only. To wait for one task use kling_get_task."""
+
+
+# --- kling_list_tasks -----------------------------------------------------------------------
+
+MAY_HAVE_STARTED = (
+    "The submission may have reached AceDataCloud, but no task id came back: check your tasks at "
+    "https://platform.acedata.cloud before generating it again."
+)
+ListedState = Literal["running", "succeeded", "failed", "maybe_started", "not_started"]
+
+
+class ListTasksInput(StrictModel):
+    state: ListedState | None = None
+    tool: Annotated[str, Text(64)] | None = Field(None, description="A tool name, e.g. kling_generate_video.")
+    since_hours: float | None = Field(None, gt=0, le=24 * 365, description="Only tasks this recent.")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: Annotated[str, Text(200)] | None = Field(None, description="next_cursor of the previous page.")
+
+
+class TaskEntry(KlingModel):
+    task_id: str | None
+    state: str
+    tool: str
+    created_at: str
+    prompt: str | None = None
+    model: str | None = None
+    mode: str | None = None
+    video_url: str | None = None
+    video_id: str | None = None
+    file_path: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def from_record(cls, record: TaskRecord) -> TaskEntry:
+        state = "running" if record.state == "submitting" else record.state
+        return cls(
+            task_id=record.task_id,
+            state=state,
+            tool=record.tool,
+            created_at=datetime.fromtimestamp(record.created_at, timezone.utc).isoformat(timespec="seconds"),
+            prompt=record.prompt if record.prompt is None else record.prompt[:PROMPT_SHOWN],
+            model=record.model,
+            mode=record.mode,
+            video_url=record.video_url,
+            video_id=record.video_id,
+            file_path=record.file_path,
+            error=record.error_message or record.download_error,
+            note=MAY_HAVE_STARTED if record.state == "maybe_started" else None,
+        )
+
+
+PROMPT_SHOWN = 100
+
+
+class TaskList(KlingModel):
+    tasks: list[TaskEntry]
+    next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
+
+
+async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context) -> CallToolResult:
+    since = time.time() - request.since_hours * 3600 if request.since_hours else None
+    try:
+        records, next_cursor = await app.keeper.journal.list_tasks(
+            states=(request.state,) if request.state else (),
+            tool=request.tool,
+            since=since,
+            limit=request.limit,
+            cursor=request.cursor,
+        )
+    except CursorError as error:
+        raise ToolError(f"cursor: {error}") from None
+    listing = TaskList(tasks=[TaskEntry.from_record(record) for record in records], next_cursor=next_cursor)
+    return CallToolResult(
+        content=[TextContent(type="text", text=list_text(listing))],
+        structured_content=listing.model_dump(mode="json"),
+    )
+
+
+def list_text(listing: TaskList) -> str:
+    if not listing.tasks:
+        return "No tasks match."
+    lines = [f"{len(listing.tasks)} task(s), newest first:"]
+    for task in listing.tasks:
+        detail = task.file_path or task.video_url or task.error or task.note or ""
+        prompt = f' "{task.prompt}"' if task.prompt else ""
+        lines.append(
+            f"- {task.created_at} {task.task_id or '(no id)'} {task.tool}: {task.state}{prompt} {detail}"
+        )
+    if listing.next_cursor:
+        lines.append(f"More: call again with cursor {listing.next_cursor}")
+    return "\n".join(lines)
+
+
+LIST_TASKS = """List the tasks this server's users started, newest first, across restarts (from \
+the local journal): each one's state, tool, prompt, video link, saved file_path and any error; \
+filter by state, tool and age, page with limit and cursor.
+
+Use it to find a video made earlier, to see what is still running, or to recover a task whose call was \
+cut off ('maybe_started' entries say what to check). Free: no API call. For a task's live state use \
+kling_get_task."""
+
+
+# --- kling_download_video -------------------------------------------------------------------
+
+
+class DownloadVideoInput(StrictModel):
+    task_id: Identifier = Field(description="A succeeded task's task_id.")
+
+
+async def download_video(request: DownloadVideoInput, app: AppState, ctx: Context) -> CallToolResult:
+    journal = app.keeper.journal
+    record = await journal.get(request.task_id)
+    if record is None:
+        raise ToolError(
+            f"kling-mcp did not start task {quote(request.task_id)}, so it keeps no record of it: use "
+            "kling_get_task for its video_url and download it from there."
+        )
+    if record.state != "succeeded":
+        status = await _lookup(app, request.task_id)
+        await app.keeper.observe({request.task_id: status})
+        if status.state != "succeeded":
+            raise ToolError(
+                f"Task {request.task_id} has not succeeded (it is {status.state}): nothing to save."
+            )
+        record = await journal.get(request.task_id) or record
+    started = anyio.current_time()
+    report = ProgressReport(ctx, started)
+
+    async def progress(done: int, total: int | None) -> None:
+        size = f" of {total / 1e6:.1f}" if total else ""
+        await report.say(f"Saving the video, {done / 1e6:.1f}{size} MB")
+
+    try:
+        path = await app.keeper.save(record, progress)
+    except SaveError as error:
+        raise ToolError(str(error)) from None
+    status = TaskStatus.from_result(request.task_id, {"state": "succeed", "video_url": record.video_url})
+    known = {**facts(record), "file_path": str(path)}
+    task = video_task(request.task_id, status, waited(started), app.settings.demo, record.trace_id, **known)
+    return answer(task.model_copy(update={"video_id": record.video_id, "duration": record.duration}))
+
+
+DOWNLOAD_VIDEO = """Save (or save again) a finished task's video into the output directory \
+(KLING_OUTPUT_DIR) and answer with its file_path.
+
+Use it when a video was not saved automatically (KLING_AUTO_DOWNLOAD=0, a full disk, a failed \
+download) or the file was deleted. Free: an expired link is refreshed by looking the task up again. \
+The file name is made by the server (date, prompt, task id); nothing is written elsewhere."""
 
 
 # --- kling_list_models ----------------------------------------------------------------------
@@ -215,7 +382,7 @@ answered from the table that validates requests, no API call."""
 
 
 async def read_task(task_id: str, ctx: Context) -> str:
-    """The task's state now, as the JSON a generation tool would return (no waiting)."""
+    """The task's state now, with what the journal knows (its file), as a generation would answer."""
     app = app_state(ctx)
     try:
         check_identifier(task_id)
@@ -225,15 +392,38 @@ async def read_task(task_id: str, ctx: Context) -> str:
         status = await app.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ResourceError(str(error)) from None
-    return video_task(task_id, status, 0, app.settings.demo).model_dump_json(indent=2)
+    await app.keeper.observe({task_id: status})
+    record = await app.keeper.journal.get(task_id)
+    known = facts(record) if record is not None else {}
+    return video_task(task_id, status, 0, app.settings.demo, **known).model_dump_json(indent=2)
 
 
-def register_resources(server: MCPServer[Any]) -> None:
+RECENT_TASKS = 50
+
+
+def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) -> None:
+    """The task resources; `running` gives the running server's state to the static one."""
+
+    async def read_recent_tasks() -> str:
+        """The newest tasks from the journal, as kling_list_tasks lists them."""
+        records, next_cursor = await running().keeper.journal.list_tasks(limit=RECENT_TASKS)
+        listing = TaskList(
+            tasks=[TaskEntry.from_record(record) for record in records], next_cursor=next_cursor
+        )
+        return listing.model_dump_json(indent=2)
+
+    server.resource(
+        "kling://tasks",
+        name="kling_tasks",
+        title="Recent Kling tasks",
+        description=f"The {RECENT_TASKS} newest tasks this server started, from its journal.",
+        mime_type="application/json",
+    )(read_recent_tasks)
     server.resource(
         "kling://tasks/{task_id}",
         name="kling_task",
         title="A Kling task",
-        description="The current state of a Kling task: video_url, video_id and duration when done.",
+        description="A Kling task's state now: video_url, video_id, duration and file_path when done.",
         mime_type="application/json",
     )(read_task)
 
@@ -255,6 +445,25 @@ TOOLS = (
         TaskBatch,
         get_tasks_batch,
         GET_TASKS_BATCH,
+    ),
+    ToolSpec(
+        "kling_list_tasks",
+        "List your tasks",
+        ListTasksInput,
+        TaskList,
+        list_tasks,
+        LIST_TASKS,
+        local_only=True,
+    ),
+    ToolSpec(
+        "kling_download_video",
+        "Save a video to disk",
+        DownloadVideoInput,
+        VideoTask,
+        download_video,
+        DOWNLOAD_VIDEO,
+        shows_video=True,
+        saves_files=True,
     ),
     ToolSpec(
         "kling_list_models",

@@ -43,7 +43,8 @@ from kling_mcp.tools.generation import paid_tool
 
 VideoModel = Literal[VIDEO_MODELS]  # type: ignore[valid-type]
 StoryboardModel = Literal[STORYBOARD_MODELS]  # type: ignore[valid-type]
-AssetModel = Literal[tuple(dict.fromkeys(SUBJECT_MODELS + VOICE_MODELS))]  # type: ignore[valid-type]
+ASSET_MODELS = tuple(dict.fromkeys(SUBJECT_MODELS + VOICE_MODELS))
+AssetModel = Literal[ASSET_MODELS]  # type: ignore[valid-type]
 CameraAxis = Literal["horizontal", "vertical", "pan", "tilt", "roll", "zoom"]
 GUIDANCE_FIELDS = ("negative_prompt", "cfg_scale", "camera_control")
 

@@ -1,0 +1,619 @@
+"""The task journal: every paid task, from before it is sent to its saved file, in one SQLite file.
+
+A task the API accepted costs money whether or not this process lives to see its video, so
+each submission is written down before it is sent and every state the poller sees after
+that. The journal is `<data dir>/journal.sqlite3`, shared by every server process of the
+user (Claude Desktop and Cursor at once): WAL mode lets them read while one writes, a busy
+timeout makes writers queue instead of failing, and every write is one short
+`BEGIN IMMEDIATE` transaction (a poll tick is one, however many tasks it saw).
+
+The interface is async so that a server backend can follow with the same methods: the
+blocking sqlite calls run one at a time in a worker thread, so a lock held by another
+process never stalls the event loop. Every row has an owner (`""` for a local user; a
+keyed hash of the user's token in a hosted mode), and no read or write crosses owners.
+
+Opening never fails: a damaged journal is moved aside and a fresh one started, and when
+the data directory cannot be written the journal lives in memory, with a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from kling_mcp.logs import logger
+
+if TYPE_CHECKING:
+    from kling_mcp.client import TaskStatus
+
+JOURNAL_FILE = "journal.sqlite3"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 5.0
+STALE_SUBMISSION_SECONDS = 60.0
+"""A submission without the API's answer after this long: the process died while sending it."""
+ACTIVE_SECONDS = 3600.0
+"""How long an unfinished task counts towards the concurrency limit, so one the API never
+resolves (or a submission whose fate is unknown) cannot block new tasks forever."""
+
+JournalState = Literal["submitting", "maybe_started", "not_started", "running", "succeeded", "failed"]
+PollState = Literal["running", "succeeded", "failed"]
+ACTIVE_STATES = ("submitting", "maybe_started", "running")
+TERMINAL_STATES = ("succeeded", "failed")
+
+# A key is secret when, lowercased and without separators, it contains one of these.
+SECRET_KEY_PARTS = ("token", "authorization", "apikey", "secret", "password", "cookie", "credential")
+_SEPARATORS = re.compile(r"[^a-z0-9]")
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One journal entry: a submission and everything learned about it since."""
+
+    entry_id: str
+    """The journal's own id (uuid4 hex); it exists before the API gives a task id."""
+    owner: str
+    task_id: str | None
+    """None until the API answered the submission."""
+    tool: str
+    endpoint: str
+    body: dict[str, Any]
+    """The request body as sent, without secrets."""
+    body_hash: str
+    state: JournalState
+    upstream_state: str | None
+    created_at: float
+    updated_at: float
+    trace_id: str | None
+    video_url: str | None
+    video_id: str | None
+    duration: float | None
+    link_fetched_at: float | None
+    """When `video_url` was first read from the API (its signature expires some time after)."""
+    error_code: str | None
+    error_message: str | None
+    file_path: str | None
+    download_error: str | None
+    prompt: str | None
+    model: str | None
+    mode: str | None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What one poll said about one task; a final one carries the video or the error."""
+
+    task_id: str
+    state: PollState
+    upstream_state: str | None = None
+    video_url: str | None = None
+    video_id: str | None = None
+    duration: float | None = None
+    trace_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def from_status(cls, status: TaskStatus) -> StatusUpdate:
+        code, message = status.failure if status.state == "failed" else (None, None)
+        return cls(
+            task_id=status.task_id,
+            state=status.state,
+            upstream_state=status.upstream_state,
+            video_url=status.value("video_url"),
+            video_id=status.value("video_id"),
+            duration=_seconds(status.value("duration")),
+            trace_id=status.trace_id,
+            error_code=code,
+            error_message=message,
+        )
+
+
+class CursorError(ValueError):
+    """A list cursor that this journal did not give out."""
+
+
+class _Unusable(Exception):
+    """The journal file cannot be used; the message says why."""
+
+
+class _Damaged(_Unusable):
+    """The file is not a journal this version can read and must be moved aside."""
+
+
+def strip_secrets(value: Any) -> Any:
+    """`value` without the mapping keys (at any depth) that look like credentials."""
+    if isinstance(value, Mapping):
+        return {
+            key: strip_secrets(item)
+            for key, item in value.items()
+            if not any(part in _SEPARATORS.sub("", str(key).lower()) for part in SECRET_KEY_PARTS)
+        }
+    if isinstance(value, (list, tuple)):
+        return [strip_secrets(item) for item in value]
+    return value
+
+
+def body_hash(body: Mapping[str, Any]) -> str:
+    """The SHA-256 of a request body's canonical JSON, secrets stripped: what `begin` stores."""
+    return hashlib.sha256(_canonical_json(strip_secrets(body)).encode()).hexdigest()
+
+
+# --- Schema and opening -------------------------------------------------------------------
+
+_SCHEMA = (
+    """CREATE TABLE tasks (
+        entry_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL DEFAULT '',
+        task_id TEXT,
+        tool TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        body TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        state TEXT NOT NULL,
+        upstream_state TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        trace_id TEXT,
+        video_url TEXT,
+        video_id TEXT,
+        duration REAL,
+        link_fetched_at REAL,
+        error_code TEXT,
+        error_message TEXT,
+        file_path TEXT,
+        download_error TEXT,
+        prompt TEXT,
+        model TEXT,
+        mode TEXT
+    )""",
+    "CREATE INDEX tasks_by_owner_time ON tasks (owner, created_at, entry_id)",
+    "CREATE INDEX tasks_by_task_id ON tasks (task_id)",
+    "CREATE INDEX tasks_by_state ON tasks (state, owner)",
+    """CREATE TABLE uploads (
+        owner TEXT NOT NULL DEFAULT '',
+        sha256 TEXT NOT NULL,
+        url TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mime TEXT NOT NULL,
+        uploaded_at REAL NOT NULL,
+        PRIMARY KEY (owner, sha256)
+    )""",
+)
+_TABLE_COLUMNS = {
+    "tasks": {field.name for field in fields(TaskRecord)},
+    "uploads": {"owner", "sha256", "url", "size", "mime", "uploaded_at"},
+}
+
+
+def _open(data_dir: Path) -> tuple[sqlite3.Connection, Path | None]:
+    """The journal in `data_dir`, a fresh one if it was damaged, or one in memory if it cannot be written."""
+    path = data_dir / JOURNAL_FILE
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return _open_or_replace(path), path
+    except (OSError, sqlite3.Error, _Unusable) as error:
+        logger.warning(
+            "Cannot keep the task journal in %s (%s). Tasks are kept in memory only and are lost when "
+            "this server stops: make that directory writable, or set KLING_DATA_DIR to one this server "
+            "can write.",
+            data_dir,
+            error,
+        )
+        return _set_up(_connect(":memory:")), None
+
+
+def _open_or_replace(path: Path) -> sqlite3.Connection:
+    db = _connect(str(path))
+    try:
+        _check(db)
+    except sqlite3.OperationalError:
+        db.close()
+        raise  # locked, unwritable, out of space: the file itself may be fine, so it stays
+    except (sqlite3.DatabaseError, _Damaged) as error:
+        try:
+            aside = _move_aside(path)  # while still open: closing would delete a -wal that does not fit
+        finally:
+            db.close()
+        logger.warning(
+            "The task journal %s is damaged or not a kling-mcp journal (%s): moved it to %s and started a "
+            "fresh one. Tasks recorded only there are not resumed.",
+            path,
+            error,
+            aside,
+        )
+        db = _connect(str(path))
+    except BaseException:
+        db.close()
+        raise
+    return _set_up(db)
+
+
+def _connect(target: str) -> sqlite3.Connection:
+    db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _check(db: sqlite3.Connection) -> None:
+    """Raise unless the file is new or holds a sound journal that this version reads; writes nothing."""
+    check = db.execute("PRAGMA quick_check").fetchone()[0]
+    if check != "ok":
+        raise _Damaged(f"quick_check: {check}")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise _Unusable(
+            f"it was written by a newer kling-mcp (schema {version}; this one reads {SCHEMA_VERSION}): "
+            "upgrade kling-mcp to share it"
+        )
+    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        return
+    if version != SCHEMA_VERSION:
+        raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
+    for table, expected in _TABLE_COLUMNS.items():
+        columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        if not expected <= columns:
+            raise _Damaged(f"table {table} lacks {', '.join(sorted(expected - columns))}")
+
+
+def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
+    """Switch `db` to WAL and give a new file the schema; `db` is closed if that fails."""
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")  # two processes setting up a new file at once: one creates the schema
+        with db:
+            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the journal (and its -wal and -shm files) to `<name>.corrupt-<timestamp>`."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
+    for suffix in ("", "-wal", "-shm"):
+        companion = Path(f"{path}{suffix}")
+        if companion.exists():
+            companion.rename(f"{aside}{suffix}")
+    return aside
+
+
+# --- Queries ------------------------------------------------------------------------------
+
+_STATE_SQL = (
+    "CASE WHEN state = 'submitting' AND created_at < :stale_before THEN 'maybe_started' ELSE state END"
+)
+"""The state as read: a submission still waiting for its answer after a minute may have started."""
+_SELECT_TASKS = "SELECT {columns}, {state} AS state FROM tasks".format(
+    columns=", ".join(field.name for field in fields(TaskRecord) if field.name != "state"), state=_STATE_SQL
+)
+_ACTIVE_SQL = f"state IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
+_RECORD_STATUS = """
+    UPDATE tasks SET
+        state = :state,
+        upstream_state = :upstream_state,
+        link_fetched_at = CASE WHEN :video_url IS NOT NULL AND video_url IS NOT :video_url
+                          THEN :now ELSE link_fetched_at END,
+        video_url = COALESCE(:video_url, video_url),
+        video_id = COALESCE(:video_id, video_id),
+        duration = COALESCE(:duration, duration),
+        trace_id = COALESCE(:trace_id, trace_id),
+        error_code = COALESCE(:error_code, error_code),
+        error_message = COALESCE(:error_message, error_message),
+        updated_at = :now
+    WHERE task_id = :task_id
+        AND (state IS NOT :state OR upstream_state IS NOT :upstream_state
+             OR (:video_url IS NOT NULL AND video_url IS NOT :video_url))
+        AND NOT (:state = 'running' AND state IN ({terminal}))
+""".format(terminal=", ".join(repr(state) for state in TERMINAL_STATES))
+"""Only rows that changed are written; a late "running" (another process's tick) never undoes a result."""
+
+
+class Journal:
+    """The task journal; `await Journal.open(settings.data_dir)` at start, `aclose()` at the end."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path | None, clock: Clock) -> None:
+        self._db = db
+        self.path = path
+        """The database file, or None when the journal lives in memory."""
+        self._clock = clock
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, data_dir: Path, *, clock: Clock = time.time) -> Journal:
+        db, path = await anyio.to_thread.run_sync(_open, data_dir)
+        return cls(db, path, clock)
+
+    async def aclose(self) -> None:
+        await self._run(self._db.close)
+
+    # --- Submissions ---
+
+    async def begin(
+        self, tool: str, endpoint: str, body: Mapping[str, Any], *, owner: str = ""
+    ) -> TaskRecord:
+        """Record a submission about to be sent; call it before sending."""
+        clean: dict[str, Any] = strip_secrets(body)
+        now = self._clock()
+        record = TaskRecord(
+            entry_id=uuid.uuid4().hex,
+            owner=owner,
+            task_id=None,
+            tool=tool,
+            endpoint=endpoint,
+            body=clean,
+            body_hash=body_hash(clean),
+            state="submitting",
+            upstream_state=None,
+            created_at=now,
+            updated_at=now,
+            trace_id=None,
+            video_url=None,
+            video_id=None,
+            duration=None,
+            link_fetched_at=None,
+            error_code=None,
+            error_message=None,
+            file_path=None,
+            download_error=None,
+            prompt=_text(clean, "prompt"),
+            model=_text(clean, "model"),
+            mode=_text(clean, "mode"),
+        )
+        row = {
+            **{field.name: getattr(record, field.name) for field in fields(TaskRecord)},
+            "body": _canonical_json(clean),
+        }
+        columns, values = ", ".join(row), ", ".join(f":{name}" for name in row)
+        await self._write(f"INSERT INTO tasks ({columns}) VALUES ({values})", row)
+        return record
+
+    async def submitted(self, entry_id: str, task_id: str, trace_id: str | None, *, owner: str = "") -> None:
+        """The API accepted the submission `entry_id` as `task_id`: it is running."""
+        await self._write(
+            "UPDATE tasks SET task_id = :task_id, trace_id = :trace_id, state = 'running', updated_at = :now "
+            "WHERE entry_id = :entry_id AND owner = :owner",
+            {
+                "task_id": task_id,
+                "trace_id": trace_id,
+                "now": self._clock(),
+                "entry_id": entry_id,
+                "owner": owner,
+            },
+        )
+
+    async def submission_failed(
+        self, entry_id: str, *, maybe_started: bool, message: str, owner: str = ""
+    ) -> None:
+        """The submission got no task id: provably never sent (`maybe_started=False`), or unknown."""
+        await self._write(
+            "UPDATE tasks SET state = :state, error_message = :message, updated_at = :now "
+            "WHERE entry_id = :entry_id AND owner = :owner",
+            {
+                "state": "maybe_started" if maybe_started else "not_started",
+                "message": message,
+                "now": self._clock(),
+                "entry_id": entry_id,
+                "owner": owner,
+            },
+        )
+
+    # --- What the poller and the downloads learn ---
+
+    async def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
+        """Record one poll tick's news in one transaction. Task ids are the API's, unique across owners."""
+        if not updates:
+            return
+        now = self._clock()
+        rows = [{**_as_row(update), "now": now} for update in updates]
+        await self._write(_RECORD_STATUS, *rows)
+
+    async def record_file(self, task_id: str, path: Path, *, owner: str = "") -> None:
+        await self._write(
+            "UPDATE tasks SET file_path = :path, download_error = NULL, updated_at = :now "
+            "WHERE task_id = :task_id AND owner = :owner",
+            {"path": str(path), "now": self._clock(), "task_id": task_id, "owner": owner},
+        )
+
+    async def record_download_error(self, task_id: str, message: str, *, owner: str = "") -> None:
+        await self._write(
+            "UPDATE tasks SET download_error = :message, updated_at = :now "
+            "WHERE task_id = :task_id AND owner = :owner",
+            {"message": message, "now": self._clock(), "task_id": task_id, "owner": owner},
+        )
+
+    # --- Reading tasks ---
+
+    async def get(self, task_id: str, *, owner: str = "") -> TaskRecord | None:
+        records = await self._tasks(
+            "task_id = :task_id AND owner = :owner ORDER BY created_at DESC LIMIT 1",
+            {"task_id": task_id, "owner": owner},
+        )
+        return records[0] if records else None
+
+    async def find_running_duplicate(
+        self, tool: str, body_hash: str, *, within_seconds: float, owner: str = ""
+    ) -> TaskRecord | None:
+        """The newest unfinished task with the same tool and body submitted in the last `within_seconds`."""
+        records = await self._tasks(
+            f"owner = :owner AND created_at >= :since AND tool = :tool AND body_hash = :hash "
+            f"AND {_ACTIVE_SQL} ORDER BY created_at DESC LIMIT 1",
+            {"owner": owner, "since": self._clock() - within_seconds, "tool": tool, "hash": body_hash},
+        )
+        return records[0] if records else None
+
+    async def list_tasks(
+        self,
+        *,
+        owner: str = "",
+        states: Sequence[str] = (),
+        tool: str | None = None,
+        since: float | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Tasks newest first, and the cursor of the next page (None on the last one)."""
+        if limit < 1:
+            raise ValueError(f"limit is {limit}: ask for at least 1 task.")
+        conditions = ["owner = :owner"]
+        params: dict[str, Any] = {"owner": owner, "limit": limit + 1}
+        if states:
+            wanted = {f"state{index}": state for index, state in enumerate(states)}
+            conditions.append(f"{_STATE_SQL} IN ({', '.join(':' + key for key in wanted)})")
+            params.update(wanted)
+        if tool is not None:
+            conditions.append("tool = :tool")
+            params["tool"] = tool
+        if since is not None:
+            conditions.append("created_at >= :since")
+            params["since"] = since
+        if cursor is not None:
+            conditions.append("(created_at, entry_id) < (:after_time, :after_entry)")
+            params["after_time"], params["after_entry"] = _decode_cursor(cursor)
+        where = " AND ".join(conditions)
+        records = await self._tasks(f"{where} ORDER BY created_at DESC, entry_id DESC LIMIT :limit", params)
+        if len(records) <= limit:
+            return records, None
+        last = records[limit - 1]
+        return records[:limit], _encode_cursor(last.created_at, last.entry_id)
+
+    async def unfinished(self, *, owner: str | None = None) -> list[TaskRecord]:
+        """Running tasks the API knows (they have a task id), oldest first; every owner's by default."""
+        return await self._tasks(
+            "state = 'running' AND task_id IS NOT NULL AND (:owner IS NULL OR owner = :owner) "
+            "ORDER BY created_at",
+            {"owner": owner},
+        )
+
+    async def undownloaded(self, *, owner: str = "") -> list[TaskRecord]:
+        """Succeeded tasks whose video was not saved yet, oldest first."""
+        return await self._tasks(
+            "state = 'succeeded' AND video_url IS NOT NULL AND file_path IS NULL AND owner = :owner "
+            "ORDER BY created_at",
+            {"owner": owner},
+        )
+
+    async def paid_since(self, since: float, *, owner: str = "") -> list[float]:
+        """When each submission that may have cost money was made since `since`, oldest first."""
+        rows = await self._query(
+            "SELECT created_at FROM tasks WHERE owner = :owner AND created_at >= :since "
+            "AND state != 'not_started' ORDER BY created_at",
+            {"owner": owner, "since": since},
+        )
+        return [row[0] for row in rows]
+
+    async def running_count(self, *, owner: str = "") -> int:
+        """Tasks submitted in the last ACTIVE_SECONDS that have not finished (or may have started)."""
+        rows = await self._query(
+            f"SELECT count(*) FROM tasks WHERE owner = :owner AND created_at >= :since AND {_ACTIVE_SQL}",
+            {"owner": owner, "since": self._clock() - ACTIVE_SECONDS},
+        )
+        return int(rows[0][0])
+
+    # --- Uploaded local files ---
+
+    async def hosted_url(self, sha256: str, *, owner: str = "") -> str | None:
+        """Where the file with this SHA-256 was uploaded before, if it was."""
+        rows = await self._query(
+            "SELECT url FROM uploads WHERE owner = :owner AND sha256 = :sha256",
+            {"owner": owner, "sha256": sha256},
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def remember_upload(self, sha256: str, url: str, *, size: int, mime: str, owner: str = "") -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO uploads (owner, sha256, url, size, mime, uploaded_at) "
+            "VALUES (:owner, :sha256, :url, :size, :mime, :now)",
+            {"owner": owner, "sha256": sha256, "url": url, "size": size, "mime": mime, "now": self._clock()},
+        )
+
+    # --- Running sqlite in the worker thread ---
+
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        # One call at a time on the one connection; a cancelled caller still lets its write finish.
+        return await anyio.to_thread.run_sync(work, *args, limiter=self._limiter)
+
+    async def _write(self, sql: str, *rows: Mapping[str, Any]) -> None:
+        """Run `sql` once per row, all in one write transaction."""
+
+        def write() -> None:
+            self._db.execute("BEGIN IMMEDIATE")  # take the write lock first: no upgrade deadlock
+            with self._db:
+                self._db.executemany(sql, rows)
+
+        await self._run(write)
+
+    async def _query(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        return await self._run(lambda: self._db.execute(sql, params).fetchall())
+
+    async def _tasks(self, where: str, params: Mapping[str, Any]) -> list[TaskRecord]:
+        stale_before = self._clock() - STALE_SUBMISSION_SECONDS
+        rows = await self._query(f"{_SELECT_TASKS} WHERE {where}", {**params, "stale_before": stale_before})
+        return [_record(row) for row in rows]
+
+
+def _record(row: sqlite3.Row) -> TaskRecord:
+    values = dict(row)
+    values["body"] = json.loads(values["body"])
+    return TaskRecord(**values)
+
+
+def _as_row(update: StatusUpdate) -> dict[str, Any]:
+    return {field.name: getattr(update, field.name) for field in fields(StatusUpdate)}
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _encode_cursor(created_at: float, entry_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, entry_id]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, entry_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(created_at, (int, float)) and isinstance(entry_id, str):
+            return float(created_at), entry_id
+    except (ValueError, TypeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        pass
+    raise CursorError(
+        f"cursor {cursor!r} is not one this server gave out: pass the next_cursor of the previous page, "
+        "or no cursor to start from the newest task."
+    )

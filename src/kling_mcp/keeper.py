@@ -1,0 +1,145 @@
+"""What happens to a paid task after it is submitted, whether or not a call still waits for it.
+
+Every status the poller sees is written to the journal; a task that succeeds has its video saved
+into the output directory (unless KLING_AUTO_DOWNLOAD=0); and on start the tasks a stopped
+server left running are followed again, and finished videos it never saved are saved. So a
+video that was paid for reaches the disk even when the call that asked for it is long gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus
+from kling_mcp.downloads import Downloader, DownloadError
+from kling_mcp.errors import KlingError
+from kling_mcp.journal import Journal, StatusUpdate, TaskRecord
+from kling_mcp.logs import logger
+from kling_mcp.polling import TaskPoller
+
+OnSaveProgress = Callable[[int, int | None], Awaitable[None]]
+
+
+class SaveError(Exception):
+    """The video could not be saved; the message says why and what to do. The link is kept."""
+
+
+@dataclass(eq=False)
+class Saving:
+    """One save of a task's video, which any number of callers may wait for."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    path: Path | None = None
+    error: str | None = None
+    listeners: list[OnSaveProgress] = field(default_factory=list)
+
+    async def progress(self, done_bytes: int, total_bytes: int | None) -> None:
+        for listener in list(self.listeners):
+            await listener(done_bytes, total_bytes)
+
+
+class TaskKeeper:
+    def __init__(
+        self,
+        journal: Journal,
+        client: KlingClient,
+        poller: TaskPoller,
+        downloader: Downloader,
+        background: TaskGroup,
+        *,
+        auto_download: bool,
+    ) -> None:
+        self.journal = journal
+        self._client = client
+        self._poller = poller
+        self._downloader = downloader
+        self._background = background
+        self._auto_download = auto_download
+        self._saving: dict[str, Saving] = {}
+        poller.on_statuses = self.observe
+
+    async def resume(self) -> None:
+        """Take up what a stopped server left: follow its running tasks, save its finished videos."""
+        unfinished = await self.journal.unfinished()
+        for record in unfinished:
+            if record.task_id:
+                self._poller.follow(record.task_id)
+        undownloaded = await self.journal.undownloaded() if self._auto_download else []
+        for record in undownloaded:
+            self.save_soon(record)
+        if unfinished or undownloaded:
+            logger.info(
+                "Resumed %d running task(s) and %d unsaved video(s) from the journal",
+                len(unfinished),
+                len(undownloaded),
+            )
+
+    async def observe(self, statuses: dict[str, TaskStatus]) -> None:
+        """Record what a poll or a lookup saw; save each video that just became ready."""
+        await self.journal.record_statuses([StatusUpdate.from_status(status) for status in statuses.values()])
+        if not self._auto_download:
+            return
+        for status in statuses.values():
+            if status.state == "succeeded" and status.task_id not in self._saving:
+                record = await self.journal.get(status.task_id)
+                if record is not None and record.file_path is None:
+                    self.save_soon(record)
+
+    def expected_path(self, record: TaskRecord) -> Path:
+        return self._downloader.expected_path(
+            record.task_id or record.entry_id, record.prompt, record.created_at
+        )
+
+    def save_soon(self, record: TaskRecord) -> Saving:
+        """Start saving `record`'s video in the background (once), and return the save to wait on."""
+        task_id = record.task_id or ""
+        saving = self._saving.get(task_id)
+        if saving is None:
+            saving = self._saving[task_id] = Saving()
+            self._background.start_soon(self._save, record, saving)
+        return saving
+
+    async def save(self, record: TaskRecord, on_progress: OnSaveProgress | None = None) -> Path:
+        """Save `record`'s video now (or join the save under way) and return its path."""
+        saving = self.save_soon(record)
+        if on_progress is not None:
+            saving.listeners.append(on_progress)
+        await saving.done.wait()
+        if saving.path is None:
+            raise SaveError(saving.error or "The video could not be saved.")
+        return saving.path
+
+    async def _save(self, record: TaskRecord, saving: Saving) -> None:
+        task_id = record.task_id or ""
+        try:
+            url = record.video_url or await self._fresh_link(task_id)
+            if url is None:
+                raise SaveError(f"Task {task_id} has no video link yet: it has not succeeded.")
+            saving.path = await self._downloader.save(
+                task_id,
+                url,
+                prompt=record.prompt,
+                created_at=record.created_at,
+                refresh_url=lambda: self._fresh_link(task_id),
+                on_progress=saving.progress,
+            )
+            await self.journal.record_file(task_id, saving.path)
+            logger.info("Saved the video of task %s to %s", task_id, saving.path)
+        except (DownloadError, SaveError, KlingError) as error:
+            saving.error = str(error)
+            logger.warning("Could not save the video of task %s: %s", task_id, error)
+            await self.journal.record_download_error(task_id, saving.error)
+        finally:
+            del self._saving[task_id]
+            saving.done.set()
+
+    async def _fresh_link(self, task_id: str) -> str | None:
+        """The task's video link as the API gives it now (signed links expire)."""
+        status = await self._client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
+        await self.journal.record_statuses([StatusUpdate.from_status(status)])
+        return status.value("video_url")

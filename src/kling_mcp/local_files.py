@@ -1,0 +1,484 @@
+"""Local files as media: telling a local reference from a URL, resolving and checking the file,
+recognising its content, and the directories files may come from (the client's roots among them).
+
+A local file named in a tool call is uploaded to a third party, and the name may come from a
+prompt injection ("animate ~/.ssh/id_rsa"), so every path is treated as hostile. A file is used
+only when, resolved (symlinks and `..` followed), it lies inside an allowed directory, is not
+hidden, is a regular file within the size limit of its kind, and its bytes (never its name) are
+an image, video or audio format the API takes. The opened descriptor must be the file that was
+checked, so swapping the file after the checks does not get another one uploaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import sys
+import warnings
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import anyio
+import platformdirs
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import Context
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp.types import InputRequiredResult, ListRootsRequest, ListRootsResult
+from mcp_types.version import is_version_at_least
+
+from kling_mcp.logs import logger
+
+MediaKind = Literal["image", "video", "audio"]
+
+MB = 1024 * 1024
+SIZE_LIMITS: dict[MediaKind, int] = {"image": 10 * MB, "audio": 20 * MB, "video": 100 * MB}
+FORMATS: dict[MediaKind, str] = {
+    "image": "JPEG, PNG or WebP",
+    "video": "MP4 or MOV",
+    "audio": "MP3, WAV, M4A or AAC",
+}
+HEAD_BYTES = 64
+"""Enough of a file's start to recognise every format taken."""
+SHOWN_PATH_CHARACTERS = 100
+WIDEN_HINT = (
+    "To use a file from another folder, share that folder with your MCP client as a root, "
+    "or add it to KLING_INPUT_DIRS (separate several with '{sep}')."
+)
+NOTHING_DONE = "Nothing was uploaded and nothing was charged."
+
+ROOTS_INPUT_KEY = "kling_mcp.roots"
+"""The key of the roots request inside an `InputRequiredResult` (protocol 2026-07-28)."""
+ROOTS_TIMEOUT_SECONDS = 10.0
+INPUT_REQUIRED_VERSION = "2026-07-28"
+"""The first protocol revision where a server asks its client through `InputRequiredResult`."""
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+class LocalFileError(ValueError):
+    """A local file that may not be used; the message names the field, the path, the rule and the fix."""
+
+
+class _Refused(Exception):
+    """A rule the file breaks, worded to follow "the local file '<path>' ..."."""
+
+
+@dataclass(frozen=True)
+class MediaType:
+    kind: MediaKind
+    label: str
+    mime: str
+    extension: str
+
+
+JPEG = MediaType("image", "JPEG", "image/jpeg", "jpg")
+PNG = MediaType("image", "PNG", "image/png", "png")
+WEBP = MediaType("image", "WebP", "image/webp", "webp")
+MP4 = MediaType("video", "MP4", "video/mp4", "mp4")
+MOV = MediaType("video", "MOV", "video/quicktime", "mov")
+MP3 = MediaType("audio", "MP3", "audio/mpeg", "mp3")
+WAV = MediaType("audio", "WAV", "audio/wav", "wav")
+M4A = MediaType("audio", "M4A", "audio/mp4", "m4a")
+AAC = MediaType("audio", "AAC", "audio/aac", "aac")
+
+_MP4_BRANDS = frozenset(
+    {
+        b"isom",
+        b"iso2",
+        b"iso3",
+        b"iso4",
+        b"iso5",
+        b"iso6",
+        b"mp41",
+        b"mp42",
+        b"avc1",
+        b"M4V ",
+        b"dash",
+        b"mmp4",
+    }
+)
+_M4A_BRANDS = frozenset({b"M4A ", b"M4B "})
+_QUICKTIME_FIRST_BOXES = frozenset({b"moov", b"mdat", b"wide", b"free"})
+
+
+def sniff(head: bytes) -> MediaType | None:
+    """The media format of a file starting with `head`, or None when it is none of those taken."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"WAVE"):
+        return WEBP if head[8:12] == b"WEBP" else WAV
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand == b"qt  ":
+            return MOV
+        return M4A if brand in _M4A_BRANDS else MP4 if brand in _MP4_BRANDS else None
+    if head[4:8] in _QUICKTIME_FIRST_BOXES:
+        return MOV
+    if head.startswith(b"ID3"):
+        return MP3
+    return _sniff_audio_frame(head)
+
+
+def _sniff_audio_frame(head: bytes) -> MediaType | None:
+    """An MPEG audio frame (MP3) or an ADTS header (AAC): both start with a run of set sync bits."""
+    if len(head) < 4 or head[0] != 0xFF:
+        return None
+    second, third = head[1], head[2]
+    if second & 0xF6 == 0xF0:  # 12 sync bits, then layer 00: ADTS
+        return AAC if (third >> 2) & 0x0F < 13 else None
+    version, layer = (second >> 3) & 0x03, (second >> 1) & 0x03
+    bitrate, sample_rate = third >> 4, (third >> 2) & 0x03
+    if second & 0xE0 == 0xE0 and version != 1 and layer != 0 and bitrate != 0x0F and sample_rate != 3:
+        return MP3
+    return None
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A local file that passed every check, ready to upload."""
+
+    path: Path
+    """Fully resolved."""
+    name: str
+    """The file's own name, for messages ("uploading cat.png")."""
+    kind: MediaKind
+    mime: str
+    extension: str
+    """What the content is (without a dot), whatever the name says."""
+    size: int
+    sha256: str
+    identity: tuple[int, int, int] = field(repr=False)
+    """Device, inode and modification time when checked."""
+
+    @property
+    def upload_name(self) -> str:
+        """A header-safe name whose extension matches the content (`holiday 1.PNG` -> `holiday_1.png`)."""
+        stem = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in Path(self.name).stem)
+        return f"{stem.strip('_')[:80] or 'upload'}.{self.extension}"
+
+    def open(self) -> IO[bytes]:
+        """The file opened for reading, refused if it is no longer the file that was checked."""
+        try:
+            stream = _open_checked(self.path, self.identity[:2])
+        except (_Refused, OSError) as exc:
+            raise LocalFileError(
+                f"{self.path} changed after it was checked ({exc}); {NOTHING_DONE}"
+            ) from None
+        if _identity(os.fstat(stream.fileno())) != self.identity:
+            stream.close()
+            raise LocalFileError(f"{self.path} was modified after it was checked; {NOTHING_DONE}")
+        return stream
+
+
+def is_local_reference(value: str) -> bool:
+    """True when `value` names a local file (absolute path, `~/` path or `file://` URI), not a URL."""
+    if value.startswith(("/", "~/")) or value[:7].lower() == "file://":
+        return True
+    return sys.platform == "win32" and (value.startswith("~\\") or _is_windows_absolute(value))
+
+
+def _is_windows_absolute(value: str) -> bool:
+    return len(value) > 2 and value[0].isascii() and value[0].isalpha() and value[1:3] in (":\\", ":/")
+
+
+def _local_path(given: str) -> Path:
+    if "\x00" in given:
+        raise _Refused("contains a NUL character")
+    if given[:7].lower() == "file://":
+        return _file_uri_path(given)
+    if given.startswith(("~/", "~\\")):
+        return Path.home() / given[2:].lstrip("/\\")
+    path = Path(given)
+    if not path.is_absolute():
+        raise _Refused("is not an absolute path (start it with / or ~/, or give an http(s) URL)")
+    return path
+
+
+def _file_uri_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise _Refused(
+            f"names another machine ({unquote(parts.netloc)!r}): only files on this computer can be used"
+        )
+    if parts.query or parts.fragment:
+        raise _Refused("has a query or fragment (?/#): percent-encode those characters in a file name")
+    path = Path(url2pathname(parts.path))
+    if "\x00" in str(path) or not path.is_absolute():
+        raise _Refused("is not a file:///absolute/path URI")
+    return path
+
+
+def default_directories() -> list[Path]:
+    """The user's pictures, videos, music, downloads, desktop and documents directories that exist."""
+    home = Path.home().resolve()
+    candidates = (
+        platformdirs.user_pictures_dir(),
+        platformdirs.user_videos_dir(),
+        platformdirs.user_music_dir(),
+        platformdirs.user_downloads_dir(),
+        platformdirs.user_desktop_dir(),
+        platformdirs.user_documents_dir(),
+    )
+    # Where a platform has no such folder, platformdirs may answer the home directory itself.
+    return _unique(Path(path) for path in candidates if Path(path).is_dir() and Path(path).resolve() != home)
+
+
+def allowed_directories(roots: Sequence[Path] | None, configured: Sequence[Path]) -> list[Path]:
+    """Where local files may come from: the client's roots and KLING_INPUT_DIRS, else the defaults."""
+    chosen = [*(roots or ()), *configured]
+    return _unique(chosen) if chosen else default_directories()
+
+
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    return list(dict.fromkeys(paths))
+
+
+def check_local_file(field: str, given: str, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
+    """Every check on the local file `given` for `field`; blocking (it hashes the file): run it in a thread.
+
+    Raises LocalFileError naming the field, the path, the rule broken and how to allow the file.
+    """
+    try:
+        return _check(_local_path(given), kind, allowed)
+    except _Refused as exc:
+        rule = str(exc)
+    except OSError as exc:
+        rule = f"cannot be read ({exc.strerror or exc})"
+    raise LocalFileError(_refusal(field, given, rule, allowed))
+
+
+def _refusal(field: str, given: str, rule: str, allowed: Sequence[Path]) -> str:
+    directories = (
+        ", ".join(str(path) for path in allowed) or "none (no root, no KLING_INPUT_DIRS, no default)"
+    )
+    return "\n".join(
+        (
+            f"{field}: the local file {_shown(given)} {rule}.",
+            f"Allowed directories: {directories}.",
+            WIDEN_HINT.format(sep=os.pathsep),
+            NOTHING_DONE,
+        )
+    )
+
+
+def _shown(given: str) -> str:
+    if len(given) <= SHOWN_PATH_CHARACTERS:
+        return repr(given)
+    return f"{given[:SHOWN_PATH_CHARACTERS]!r}... ({len(given)} characters)"
+
+
+def _check(path: Path, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
+    resolved = _resolve(path)
+    root = _containing_root(resolved, allowed)
+    if root is None:
+        raise _Refused(f"is outside the allowed directories (it resolves to {resolved})")
+    hidden = [part for part in (*resolved.relative_to(root).parts, path.name) if part.startswith(".")]
+    if hidden:
+        raise _Refused(
+            f"is hidden or inside a hidden directory ({hidden[0]!r}): hidden files are never uploaded"
+        )
+    status = os.stat(resolved)
+    _check_type_and_size(status, kind)
+    with _open_checked(resolved, (status.st_dev, status.st_ino)) as stream:
+        head = stream.read(HEAD_BYTES)
+        media = sniff(head)
+        if media is None or media.kind != kind:
+            found = f"a {media.label} {media.kind}" if media else "not a recognised media format"
+            wanted = f"{_article(kind)} {kind} ({FORMATS[kind]})"
+            raise _Refused(f"is {found}, not {wanted}; its content decides, not its name")
+        digest, size = _hash_rest(stream, head, SIZE_LIMITS[kind])
+        identity = _identity(os.fstat(stream.fileno()))
+    return LocalFile(resolved, resolved.name, kind, media.mime, media.extension, size, digest, identity)
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:
+        raise _Refused("does not exist") from None
+    except PermissionError:
+        raise _Refused("cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise _Refused(f"cannot be resolved ({exc.strerror or exc})") from None
+
+
+def _containing_root(resolved: Path, allowed: Sequence[Path]) -> Path | None:
+    """The first allowed directory, itself resolved, that holds `resolved` (compared by path components)."""
+    for directory in allowed:
+        root = Path(os.path.realpath(directory))
+        if resolved.is_relative_to(root):
+            return root
+    return None
+
+
+def _check_type_and_size(status: os.stat_result, kind: MediaKind) -> None:
+    mode = status.st_mode
+    if not stat.S_ISREG(mode):
+        what = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file"
+        )
+        raise _Refused(f"is {what}, not a regular file")
+    if status.st_size == 0:
+        raise _Refused("is empty")
+    _check_size(status.st_size, kind)
+
+
+def _check_size(size: int, kind: MediaKind) -> None:
+    limit = SIZE_LIMITS[kind]
+    if size > limit:
+        raise _Refused(f"is {size / MB:.1f} MB, over the {limit // MB} MB limit for {_article(kind)} {kind}")
+
+
+def _open_checked(path: Path, expected: tuple[int, int]) -> IO[bytes]:
+    """`path` opened without following a final symlink, refused unless it is the regular file `expected`."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != expected:
+            raise _Refused("was replaced by another file while being checked")
+        if os.path.realpath(path) != str(path):
+            raise _Refused("was moved behind a symbolic link while being checked")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _hash_rest(stream: IO[bytes], head: bytes, limit: int) -> tuple[str, int]:
+    """The sha256 and size of a file whose first bytes `head` were read; never reads past `limit`."""
+    digest = hashlib.sha256(head)
+    size = len(head)
+    while chunk := stream.read(MB):
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(f"grew past the {limit // MB} MB limit while being read")
+        digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int]:
+    return status.st_dev, status.st_ino, status.st_mtime_ns
+
+
+def _article(kind: MediaKind) -> str:
+    return "an" if kind in ("image", "audio") else "a"
+
+
+class RootsRequired(Exception):
+    """The client answers roots only through an `InputRequiredResult` (protocol 2026-07-28).
+
+    The tool call returns `result`; the client lists its roots and calls the tool again with the
+    answer, which `ClientRoots.get` then reads.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("the client's roots are needed first")
+        self.result = InputRequiredResult(input_requests={ROOTS_INPUT_KEY: ListRootsRequest()})
+
+
+class ClientRoots:
+    """The client's roots, in both protocol eras.
+
+    Legacy era (an `initialize` handshake): asked once per connection with a `roots/list` request
+    sent mid-call, and asked again after the client's `notifications/roots/list_changed` (install
+    `watch` as server middleware to see those). Protocol 2026-07-28: no notification exists and
+    the server may not send requests, so each call that needs them asks again by raising
+    RootsRequired; a change takes effect on the next call either way.
+    """
+
+    def __init__(self, timeout: float = ROOTS_TIMEOUT_SECONDS) -> None:
+        self._timeout = timeout
+        self._by_connection: dict[int, list[Path] | None] = {}
+        """Keyed by the identity of the connection's `initialize` parameters, dropped with them."""
+
+    async def get(self, ctx: Context[Any, Any]) -> list[Path] | None:
+        """The client's roots as directories; None when it offers none. May raise RootsRequired."""
+        capabilities = ctx.client_capabilities
+        if capabilities is None or capabilities.roots is None:
+            return None
+        version = ctx.protocol_version
+        if version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION):
+            return _answered_roots(ctx)
+        connection = ctx.session.client_params
+        if connection is not None and id(connection) in self._by_connection:
+            return self._by_connection[id(connection)]
+        try:
+            roots = await self._ask(ctx)
+        except _Unanswered as exc:  # not remembered: the next call asks again
+            logger.warning(
+                "The client did not list its roots (%s): using KLING_INPUT_DIRS and defaults.", exc
+            )
+            return None
+        if connection is not None:
+            self._by_connection[id(connection)] = roots
+            weakref.finalize(connection, self._by_connection.pop, id(connection), None)
+        return roots
+
+    async def watch(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Server middleware (`server.middleware.append(roots.watch)`): forgets roots that changed."""
+        if ctx.method == "notifications/roots/list_changed":
+            self._by_connection.pop(id(ctx.session.client_params), None)
+            logger.debug("The client's roots changed: asking again on the next call that needs them.")
+        return await call_next(ctx)
+
+    async def _ask(self, ctx: Context[Any, Any]) -> list[Path] | None:
+        if not ctx.session.can_send_request:
+            raise _Unanswered("this connection cannot carry a request to the client")
+        with anyio.move_on_after(self._timeout):
+            try:
+                with warnings.catch_warnings():  # roots are deprecated in 2026-07-28, current before it
+                    warnings.simplefilter("ignore", MCPDeprecationWarning)
+                    answer = await ctx.session.send_request(
+                        ListRootsRequest(),
+                        ListRootsResult,
+                        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+                    )
+            except MCPError as exc:
+                raise _Unanswered(str(exc)) from None
+            return _root_directories(answer)
+        raise _Unanswered(f"no answer within {self._timeout:g} s")
+
+
+class _Unanswered(Exception):
+    """The client was asked for its roots and gave none."""
+
+
+def _answered_roots(ctx: Context[Any, Any]) -> list[Path] | None:
+    answer = (ctx.input_responses or {}).get(ROOTS_INPUT_KEY)
+    if answer is None:
+        raise RootsRequired
+    wire = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        return _root_directories(ListRootsResult.model_validate(wire))
+    except ValueError:
+        logger.warning("The client answered the roots request with something else: using KLING_INPUT_DIRS.")
+        return None
+
+
+def _root_directories(answer: ListRootsResult) -> list[Path] | None:
+    """The local directories among the roots; None when there are none (so the defaults apply)."""
+    directories = []
+    for root in answer.roots:
+        try:
+            directories.append(_file_uri_path(str(root.uri)))
+        except _Refused as exc:
+            logger.warning("Ignoring the client's root %s: it %s.", root.uri, exc)
+    return directories or None

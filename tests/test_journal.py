@@ -1,0 +1,645 @@
+"""The task journal: real SQLite files, several OS processes, damaged and unwritable data dirs."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from kling_mcp.client import TaskStatus
+from kling_mcp.journal import (
+    JOURNAL_FILE,
+    CursorError,
+    Journal,
+    StatusUpdate,
+    TaskRecord,
+    body_hash,
+)
+from kling_mcp.logs import logger
+
+pytestmark = pytest.mark.anyio
+
+TOOL = "kling_generate_video"
+ENDPOINT = "/kling/videos"
+SECRET = "sk-live-7d1e-do-not-store"
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE = 1
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[Journal]:
+    opened = await Journal.open(tmp_path / "data", clock=clock)
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def journal_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Capture the kling_mcp logger once (the server turns its propagation off)."""
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kling_mcp"):
+            yield
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+async def start(
+    journal: Journal,
+    task_id: str,
+    body: dict[str, Any] | None = None,
+    *,
+    tool: str = TOOL,
+    owner: str = "",
+) -> TaskRecord:
+    """A submission the API accepted as `task_id`."""
+    record = await journal.begin(tool, ENDPOINT, body or {"prompt": f"prompt of {task_id}"}, owner=owner)
+    await journal.submitted(record.entry_id, task_id, f"trace-{task_id}", owner=owner)
+    return record
+
+
+def succeeded(task_id: str, url: str | None = None) -> StatusUpdate:
+    return StatusUpdate(
+        task_id,
+        "succeeded",
+        "succeed",
+        video_url=url or f"https://cdn.test/{task_id}.mp4",
+        video_id=f"video-{task_id}",
+        duration=5.066,
+        trace_id=f"trace-{task_id}",
+    )
+
+
+async def all_tasks(journal: Journal, *, owner: str = "", limit: int = 100) -> list[TaskRecord]:
+    """Every task of `owner`, read page by page."""
+    records: list[TaskRecord] = []
+    cursor = None
+    while True:
+        page, cursor = await journal.list_tasks(owner=owner, limit=limit, cursor=cursor)
+        records += page
+        if cursor is None:
+            return records
+
+
+# --- Submissions and states ---------------------------------------------------------------
+
+
+async def test_a_submission_is_recorded_before_and_after_the_api_answers(
+    journal: Journal, clock: Clock
+) -> None:
+    body = {"prompt": "a cat surfing", "model": "kling-v2-master", "mode": "std", "duration": 5}
+    record = await journal.begin(TOOL, ENDPOINT, body)
+    assert (record.state, record.task_id, record.body) == ("submitting", None, body)
+    assert (record.prompt, record.model, record.mode) == ("a cat surfing", "kling-v2-master", "std")
+    assert record.body_hash == body_hash(body)
+
+    clock.advance(1)
+    await journal.submitted(record.entry_id, "task-1", "trace-submit")
+    running = await journal.get("task-1")
+    assert running is not None
+    assert (running.entry_id, running.state, running.trace_id) == (record.entry_id, "running", "trace-submit")
+    assert running.updated_at == record.created_at + 1
+
+    await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
+    clock.advance(30)
+    await journal.record_statuses([succeeded("task-1")])
+    done = await journal.get("task-1")
+    assert done is not None
+    assert done.state == "succeeded"
+    assert done.upstream_state == "succeed"
+    assert (done.video_url, done.video_id, done.duration) == (
+        "https://cdn.test/task-1.mp4",
+        "video-task-1",
+        5.066,
+    )
+    assert done.link_fetched_at == clock.now
+    assert done.body == body
+
+
+async def test_the_journal_outlives_the_process_that_wrote_it(tmp_path: Path) -> None:
+    first = await Journal.open(tmp_path)
+    await start(first, "task-1")
+    await first.aclose()
+
+    second = await Journal.open(tmp_path)
+    try:
+        assert [record.task_id for record in await second.unfinished()] == ["task-1"]
+        assert second.path == tmp_path / JOURNAL_FILE
+    finally:
+        await second.aclose()
+
+
+async def test_a_failed_task_keeps_the_apis_error(journal: Journal) -> None:
+    await start(journal, "task-1")
+    await journal.record_statuses(
+        [
+            StatusUpdate(
+                "task-1", "failed", "failed", error_code="risk", error_message="The prompt was refused."
+            )
+        ]
+    )
+    failed = await journal.get("task-1")
+    assert failed is not None
+    assert (failed.state, failed.error_code, failed.error_message) == (
+        "failed",
+        "risk",
+        "The prompt was refused.",
+    )
+    assert failed.trace_id == "trace-task-1"
+
+
+async def test_a_late_running_tick_does_not_undo_a_result(journal: Journal) -> None:
+    await start(journal, "task-1")
+    await journal.record_statuses([succeeded("task-1")])
+    await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
+    record = await journal.get("task-1")
+    assert record is not None
+    assert (record.state, record.upstream_state) == ("succeeded", "succeed")
+    assert record.video_url == "https://cdn.test/task-1.mp4"
+
+
+async def test_the_same_state_again_does_not_rewrite_the_row(journal: Journal, clock: Clock) -> None:
+    await start(journal, "task-1")
+    await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
+    first = await journal.get("task-1")
+    clock.advance(5)
+    await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
+    assert await journal.get("task-1") == first
+
+    clock.advance(5)
+    await journal.record_statuses([StatusUpdate("task-1", "running", "queued")])
+    changed = await journal.get("task-1")
+    assert changed is not None
+    assert (changed.upstream_state, changed.updated_at) == ("queued", clock.now)
+
+
+async def test_a_new_link_for_a_finished_video_is_recorded(journal: Journal, clock: Clock) -> None:
+    await start(journal, "task-1")
+    await journal.record_statuses([succeeded("task-1", "https://cdn.test/old.mp4")])
+    clock.advance(3600)
+    await journal.record_statuses([succeeded("task-1", "https://cdn.test/new.mp4")])
+    record = await journal.get("task-1")
+    assert record is not None
+    assert (record.video_url, record.link_fetched_at) == ("https://cdn.test/new.mp4", clock.now)
+
+
+async def test_one_tick_records_many_tasks(journal: Journal) -> None:
+    for number in range(5):
+        await start(journal, f"task-{number}")
+    await journal.record_statuses([succeeded(f"task-{number}") for number in range(3)])
+    states = {record.task_id: record.state for record in await all_tasks(journal)}
+    assert states == {
+        "task-0": "succeeded",
+        "task-1": "succeeded",
+        "task-2": "succeeded",
+        "task-3": "running",
+        "task-4": "running",
+    }
+
+
+async def test_a_status_update_reads_the_apis_result() -> None:
+    success = TaskStatus.from_result(
+        "task-1",
+        {
+            "success": True,
+            "state": "succeed",
+            "video_url": "https://cdn.test/1.mp4",
+            "video_id": "video-1",
+            "duration": "5.066",
+            "trace_id": "trace-1",
+        },
+    )
+    assert StatusUpdate.from_status(success) == StatusUpdate(
+        "task-1", "succeeded", "succeed", "https://cdn.test/1.mp4", "video-1", 5.066, "trace-1"
+    )
+    failure = TaskStatus.from_result(
+        "task-2", {"success": False, "state": "failed", "error": {"code": "risk", "message": "Refused."}}
+    )
+    update = StatusUpdate.from_status(failure)
+    assert (update.state, update.error_code, update.error_message) == ("failed", "risk", "Refused.")
+
+
+async def test_submissions_without_a_task_id(journal: Journal, clock: Clock) -> None:
+    never_sent = await journal.begin(TOOL, ENDPOINT, {"prompt": "a"})
+    await journal.submission_failed(never_sent.entry_id, maybe_started=False, message="Could not connect.")
+    unknown = await journal.begin(TOOL, ENDPOINT, {"prompt": "b"})
+    await journal.submission_failed(unknown.entry_id, maybe_started=True, message="The API did not answer.")
+    orphan = await journal.begin(TOOL, ENDPOINT, {"prompt": "c"})  # the process died while sending
+
+    states = {record.entry_id: record.state for record in await all_tasks(journal)}
+    assert states == {
+        never_sent.entry_id: "not_started",
+        unknown.entry_id: "maybe_started",
+        orphan.entry_id: "submitting",
+    }
+    listed, _ = await journal.list_tasks(states=["not_started"])
+    assert [record.error_message for record in listed] == ["Could not connect."]
+
+    clock.advance(61)
+    states = {record.entry_id: record.state for record in await all_tasks(journal)}
+    assert states[orphan.entry_id] == "maybe_started"
+    maybe, _ = await journal.list_tasks(states=["maybe_started"])
+    assert {record.entry_id for record in maybe} == {unknown.entry_id, orphan.entry_id}
+    assert await journal.list_tasks(states=["submitting"]) == ([], None)
+
+
+# --- Listing ------------------------------------------------------------------------------
+
+
+async def test_list_pages_newest_first_without_gaps_or_repeats(journal: Journal, clock: Clock) -> None:
+    for number in range(23):
+        await start(journal, f"task-{number:02}")
+        if number % 3:  # some tasks share a created_at: the cursor must still tell them apart
+            clock.advance(1)
+
+    pages: list[list[TaskRecord]] = []
+    cursor = None
+    while True:
+        page, cursor = await journal.list_tasks(limit=5, cursor=cursor)
+        pages.append(page)
+        if cursor is None:
+            break
+        await start(journal, f"late-{len(pages)}")  # newer tasks do not shift the pages already read
+
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    records = [record for page in pages for record in page]
+    assert sorted(record.task_id or "" for record in records) == [f"task-{number:02}" for number in range(23)]
+    keys = [(record.created_at, record.entry_id) for record in records]
+    assert keys == sorted(keys, reverse=True)
+
+
+async def test_list_filters_by_state_tool_and_time(journal: Journal, clock: Clock) -> None:
+    await start(journal, "old-video", tool="kling_generate_video")
+    clock.advance(100)
+    since = clock.now
+    await start(journal, "new-video", tool="kling_generate_video")
+    clock.advance(1)
+    await start(journal, "new-motion", tool="kling_generate_motion")
+    await journal.record_statuses([succeeded("new-motion"), succeeded("old-video")])
+
+    async def task_ids(**filters: Any) -> list[str | None]:
+        records, _ = await journal.list_tasks(**filters)
+        return [record.task_id for record in records]
+
+    assert await task_ids(tool="kling_generate_video") == ["new-video", "old-video"]
+    assert await task_ids(since=since) == ["new-motion", "new-video"]
+    assert await task_ids(states=["succeeded"]) == ["new-motion", "old-video"]
+    assert await task_ids(states=["running", "failed"]) == ["new-video"]
+    assert await task_ids(states=["succeeded"], tool="kling_generate_video", since=since) == []
+    assert await task_ids(states=["succeeded"], limit=1, cursor=(await journal.list_tasks(limit=1))[1]) == [
+        "old-video"
+    ]
+
+
+async def test_a_foreign_cursor_is_refused_clearly(journal: Journal) -> None:
+    with pytest.raises(CursorError, match="next_cursor of the previous page"):
+        await journal.list_tasks(cursor="not-a-cursor")
+    with pytest.raises(ValueError, match="at least 1"):
+        await journal.list_tasks(limit=0)
+
+
+# --- Duplicates, limits, resuming ---------------------------------------------------------
+
+
+async def test_a_running_duplicate_is_found_only_within_its_window(journal: Journal, clock: Clock) -> None:
+    body = {"prompt": "a cat surfing", "duration": 5}
+    first = await start(journal, "task-1", body)
+    same = body_hash({"duration": 5, "prompt": "a cat surfing", "token": SECRET})
+
+    clock.advance(30)
+    found = await journal.find_running_duplicate(TOOL, same, within_seconds=60)
+    assert found is not None
+    assert found.entry_id == first.entry_id
+    assert await journal.find_running_duplicate("kling_generate_motion", same, within_seconds=60) is None
+    assert (
+        await journal.find_running_duplicate(TOOL, body_hash({"prompt": "a dog"}), within_seconds=60) is None
+    )
+    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60, owner="someone") is None
+    assert await journal.find_running_duplicate(TOOL, same, within_seconds=10) is None
+
+    await journal.record_statuses([succeeded("task-1")])
+    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60) is None
+
+
+async def test_unfinished_undownloaded_paid_and_running(journal: Journal, clock: Clock) -> None:
+    start_time = clock.now
+    await start(journal, "downloaded")
+    clock.advance(1)
+    await start(journal, "waiting-for-download")
+    clock.advance(1)
+    await start(journal, "broken-download")
+    clock.advance(1)
+    await start(journal, "still-running")
+    clock.advance(1)
+    never_sent = await journal.begin(TOOL, ENDPOINT, {"prompt": "never sent"})
+    await journal.submission_failed(never_sent.entry_id, maybe_started=False, message="Could not connect.")
+    clock.advance(1)
+    await journal.begin(TOOL, ENDPOINT, {"prompt": "sending now"})
+    await journal.record_statuses(
+        [succeeded("downloaded"), succeeded("waiting-for-download"), succeeded("broken-download")]
+    )
+    await journal.record_file("downloaded", Path("/videos/downloaded.mp4"))
+    await journal.record_download_error("broken-download", "Disk full: /videos")
+
+    assert [record.task_id for record in await journal.unfinished()] == ["still-running"]
+    undownloaded = await journal.undownloaded()
+    assert [record.task_id for record in undownloaded] == ["waiting-for-download", "broken-download"]
+    assert undownloaded[1].download_error == "Disk full: /videos"
+    downloaded = await journal.get("downloaded")
+    assert downloaded is not None
+    assert downloaded.file_path == "/videos/downloaded.mp4"
+
+    assert await journal.paid_since(start_time) == [start_time + step for step in (0, 1, 2, 3, 5)]
+    assert await journal.paid_since(start_time + 2.5) == [start_time + 3, start_time + 5]
+    assert await journal.running_count() == 2  # still-running and sending now
+
+    clock.advance(2 * 3600)  # tasks whose end never came stop counting against the limit
+    assert await journal.running_count() == 0
+    assert [record.task_id for record in await journal.unfinished()] == ["still-running"]
+
+
+async def test_owners_never_see_each_others_tasks(journal: Journal) -> None:
+    alice = await start(journal, "task-alice", {"prompt": "same"}, owner="alice")
+    await start(journal, "task-bob", {"prompt": "same"}, owner="bob")
+    await journal.record_statuses([succeeded("task-bob")])
+
+    # Writes naming the wrong owner change nothing.
+    await journal.submitted(alice.entry_id, "hijacked", None, owner="bob")
+    await journal.record_file("task-alice", Path("/elsewhere.mp4"), owner="bob")
+    await journal.record_download_error("task-bob", "not yours", owner="alice")
+
+    assert await journal.get("task-alice", owner="bob") is None
+    record = await journal.get("task-alice", owner="alice")
+    assert record is not None
+    assert (record.task_id, record.file_path) == ("task-alice", None)
+    assert [record.task_id for record in await all_tasks(journal, owner="alice")] == ["task-alice"]
+    assert await all_tasks(journal) == []
+    assert [record.task_id for record in await journal.unfinished(owner="alice")] == ["task-alice"]
+    assert await journal.unfinished(owner="bob") == []
+    assert {(record.owner, record.task_id) for record in await journal.unfinished()} == {
+        ("alice", "task-alice")
+    }
+    assert await journal.undownloaded(owner="alice") == []
+    bob_done = await journal.undownloaded(owner="bob")
+    assert [(record.task_id, record.download_error) for record in bob_done] == [("task-bob", None)]
+    assert await journal.running_count(owner="alice") == 1
+    assert await journal.running_count(owner="bob") == 0
+    assert len(await journal.paid_since(0, owner="bob")) == 1
+    assert await journal.paid_since(0) == []
+    same = body_hash({"prompt": "same"})
+    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60, owner="bob") is None
+
+    await journal.remember_upload(
+        "f" * 64, "https://files.test/alice.png", size=1, mime="image/png", owner="alice"
+    )
+    assert await journal.hosted_url("f" * 64, owner="bob") is None
+
+
+# --- Secrets and uploads ------------------------------------------------------------------
+
+
+async def test_secrets_are_never_stored(journal: Journal, tmp_path: Path) -> None:
+    body = {
+        "prompt": "a cat",
+        "token": SECRET,
+        "api_key": SECRET,
+        "headers": {"Authorization": f"Bearer {SECRET}", "X-Api-Key": SECRET, "accept": "video/mp4"},
+        "image_list": [{"image_url": "https://cdn.test/a.png", "access_token": SECRET}],
+        "password": SECRET,
+    }
+    record = await journal.begin(TOOL, ENDPOINT, body)
+    await journal.submitted(record.entry_id, "task-1", None)
+    expected = {
+        "prompt": "a cat",
+        "headers": {"accept": "video/mp4"},
+        "image_list": [{"image_url": "https://cdn.test/a.png"}],
+    }
+    assert record.body == expected
+    stored = await journal.get("task-1")
+    assert stored is not None
+    assert stored.body == expected
+    assert record.body_hash == body_hash(expected)
+    assert journal.path is not None
+    for file in journal.path.parent.iterdir():  # the database and its write-ahead log
+        assert SECRET.encode() not in file.read_bytes(), file
+
+
+async def test_an_uploaded_file_is_remembered_by_its_hash(tmp_path: Path, clock: Clock) -> None:
+    digest = "a" * 64
+    first = await Journal.open(tmp_path, clock=clock)
+    assert await first.hosted_url(digest) is None
+    await first.remember_upload(digest, "https://files.test/1.png", size=1024, mime="image/png")
+    await first.remember_upload(digest, "https://files.test/2.png", size=1024, mime="image/png")
+    assert await first.hosted_url(digest) == "https://files.test/2.png"
+    assert await first.hosted_url("b" * 64) is None
+    await first.aclose()
+
+    second = await Journal.open(tmp_path, clock=clock)
+    try:
+        assert await second.hosted_url(digest) == "https://files.test/2.png"
+    finally:
+        await second.aclose()
+
+
+# --- Damaged and unwritable journals ------------------------------------------------------
+
+
+def moved_aside(data_dir: Path) -> dict[str, bytes]:
+    """The name and content of each file moved aside in `data_dir`."""
+    return {path.name: path.read_bytes() for path in data_dir.glob(f"{JOURNAL_FILE}.corrupt-*")}
+
+
+def list_dir(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_a_corrupt_journal_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    garbage = os.urandom(4096)
+    (tmp_path / JOURNAL_FILE).write_bytes(garbage)
+    (tmp_path / f"{JOURNAL_FILE}-wal").write_bytes(b"stale write-ahead log")
+
+    journal = await Journal.open(tmp_path)
+    try:
+        await start(journal, "task-1")
+        assert await journal.get("task-1") is not None
+        assert journal.path == tmp_path / JOURNAL_FILE
+    finally:
+        await journal.aclose()
+
+    moved = moved_aside(tmp_path)
+    [aside] = [name for name in moved if not name.endswith(("-wal", "-shm"))]
+    assert moved[aside] == garbage
+    assert moved[f"{aside}-wal"] == b"stale write-ahead log"  # its -wal moved along with it
+    [warning] = warnings_in(caplog)
+    assert str(tmp_path / JOURNAL_FILE) in warning
+    assert str(tmp_path / aside) in warning
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_another_programs_database_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as other:
+        other.execute("CREATE TABLE notes (text TEXT)")
+    other.close()
+
+    journal = await Journal.open(tmp_path)
+    await start(journal, "task-1")
+    await journal.aclose()
+
+    [aside] = moved_aside(tmp_path)
+    with sqlite3.connect(tmp_path / aside) as moved:
+        assert moved.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    moved.close()
+    [warning] = warnings_in(caplog)
+    assert str(tmp_path / aside) in warning
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    newer = tmp_path / JOURNAL_FILE
+    with sqlite3.connect(newer) as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = newer.read_bytes()
+
+    journal = await Journal.open(tmp_path)
+    await start(journal, "task-1")
+    assert journal.path is None
+    await journal.aclose()
+
+    assert newer.read_bytes() == before
+    assert list_dir(tmp_path) == [JOURNAL_FILE]
+    [warning] = warnings_in(caplog)
+    assert "newer kling-mcp" in warning
+
+
+def test_an_unwritable_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o555)
+    result = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_WRITE, str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=respect_permissions_as_root if os.geteuid() == 0 else None,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "running"]  # the path, and a task written and read back
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert str(data_dir) in warning
+    assert "KLING_DATA_DIR" in warning
+    assert list(data_dir.iterdir()) == []
+
+
+def respect_permissions_as_root() -> None:
+    """In the child before exec: root without CAP_DAC_OVERRIDE cannot write a read-only directory."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE) failed")
+
+
+OPEN_AND_WRITE = """
+import logging, sys
+from pathlib import Path
+import anyio
+from kling_mcp.journal import Journal
+
+logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
+
+async def main():
+    journal = await Journal.open(Path(sys.argv[1]))
+    record = await journal.begin("kling_generate_video", "/kling/videos", {"prompt": "in memory"})
+    await journal.submitted(record.entry_id, "task-1", None)
+    print(journal.path, (await journal.get("task-1")).state)
+    await journal.aclose()
+
+anyio.run(main)
+"""
+
+
+# --- Several processes --------------------------------------------------------------------
+
+WRITER = """
+import sys
+from pathlib import Path
+import anyio
+from kling_mcp.journal import Journal, StatusUpdate
+
+async def main():
+    journal = await Journal.open(Path(sys.argv[1]))
+    label, count = sys.argv[2], int(sys.argv[3])
+    for number in range(count):
+        task_id = f"{label}-{number}"
+        record = await journal.begin("kling_generate_video", "/kling/videos", {"prompt": task_id})
+        await journal.submitted(record.entry_id, task_id, None)
+        await journal.record_statuses([StatusUpdate(task_id, "succeeded", "succeed", video_url="https://cdn.test/v")])
+        assert (await journal.get(task_id)).state == "succeeded"
+        await journal.list_tasks(limit=10)
+    await journal.aclose()
+
+anyio.run(main)
+"""
+
+
+async def test_processes_share_one_journal(tmp_path: Path) -> None:
+    count = 100
+    logs = [tmp_path / f"child{index}.log" for index in range(2)]
+    children = []
+    for index, log in enumerate(logs):
+        with log.open("wb") as stderr:
+            command = [sys.executable, "-c", WRITER, str(tmp_path), f"child{index}", str(count)]
+            children.append(await anyio.open_process(command, stdout=subprocess.DEVNULL, stderr=stderr))
+    journal = await Journal.open(tmp_path)  # opened while the children open and migrate it too
+    written = 0
+    with anyio.fail_after(120):
+        # The parent keeps writing until both children are done, so the writes overlap.
+        while written < count or any(child.returncode is None for child in children):
+            await start(journal, f"parent-{written}")
+            await journal.record_statuses([succeeded(f"parent-{written}")])
+            written += 1
+        for child in children:
+            await child.wait()
+    errors = [log.read_text() for log in logs]
+    assert [child.returncode for child in children] == [0, 0], errors
+    assert errors == ["", ""]  # no "database is locked", nor anything else
+
+    records = await all_tasks(journal)
+    await journal.aclose()
+    expected = {f"child{index}-{number}" for index in range(2) for number in range(count)}
+    expected |= {f"parent-{number}" for number in range(written)}
+    assert sorted(record.task_id or "" for record in records) == sorted(expected)
+    assert {record.state for record in records} == {"succeeded"}
