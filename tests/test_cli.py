@@ -78,10 +78,9 @@ async def test_try_demo_makes_a_video_with_progress_on_stderr(folders: Settings)
     lines = out.splitlines()
     assert len(lines) == 2
     where, url = lines
-    if where.startswith("Video file: "):
-        assert saved_in(Path(where.removeprefix("Video file: ")), folders.output_dir)
-    else:
-        assert where == f"Videos are saved in: {folders.output_dir}"
+    assert where.startswith("Video file: ")
+    # Demo videos are kept apart from real ones, in the output directory's demo folder.
+    assert saved_in(Path(where.removeprefix("Video file: ")), folders.output_dir / "demo")
     assert url.startswith("Video URL: http://127.0.0.1:")
     assert url.endswith(".mp4")
     progress = [line for line in err.splitlines() if line.startswith("[")]

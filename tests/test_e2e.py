@@ -33,7 +33,13 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, LoggingMessageNotificationParams, TextContent, jsonrpc_message_adapter
+from mcp.types import (
+    CallToolResult,
+    LoggingMessageNotificationParams,
+    ResourceLink,
+    TextContent,
+    jsonrpc_message_adapter,
+)
 
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
 
@@ -131,6 +137,14 @@ async def kling_mcp(env: dict[str, str], workdir: Path, *args: str) -> AsyncIter
         if isinstance(message, Exception):
             not_json_rpc.append(message)
 
+    # Its own journal and video folder, and limits no test reaches unless it sets them.
+    env = {
+        "KLING_DATA_DIR": str(workdir / "data"),
+        "KLING_OUTPUT_DIR": str(workdir / "videos"),
+        "KLING_DAILY_TASK_LIMIT": "100000",
+        "KLING_MAX_CONCURRENT_TASKS": "1000",
+        **env,
+    }
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "kling_mcp", *args], env=env, cwd=workdir
     )
@@ -275,9 +289,11 @@ async def call(
 
 
 def text_of(result: CallToolResult) -> str:
-    assert len(result.content) == 1
-    block = result.content[0]
+    """The answer's text: its first block; the only other is a link to the saved video file."""
+    block, *links = result.content
     assert isinstance(block, TextContent)
+    assert len(links) <= 1, links
+    assert all(isinstance(link, ResourceLink) for link in links), links
     return block.text
 
 
@@ -306,6 +322,11 @@ async def assert_video_ready(result: CallToolResult, emulator: Emulator) -> dict
     assert file.status_code == 200
     assert file.headers["content-type"] == "video/mp4"
     assert file.content[4:8] == b"ftyp"
+    saved = Path(video["file_path"])
+    assert await anyio.Path(saved).read_bytes() == file.content
+    link = result.content[-1]
+    assert isinstance(link, ResourceLink)
+    assert (link.uri, link.mime_type) == (saved.as_uri(), "video/mp4")
     return video
 
 

@@ -75,7 +75,7 @@ async def test_lists_the_whole_family_with_truthful_annotations(client: Client) 
     assert set(tools) == GENERATION_TOOLS | READ_ONLY_TOOLS | SAVING_TOOLS
     for name, tool in tools.items():
         paid = name in GENERATION_TOOLS
-        assert tool.annotations.title
+        assert tool.title
         assert tool.annotations.read_only_hint is (not paid and name not in SAVING_TOOLS)
         assert tool.annotations.idempotent_hint is (not paid)
         assert tool.annotations.destructive_hint is False

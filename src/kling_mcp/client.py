@@ -124,13 +124,19 @@ class HttpPool:
 class KlingClient:
     """A thin, typed client of the Kling endpoints; one per server, on the server's HTTP pool."""
 
-    def __init__(self, settings: Settings, pool: HttpPool) -> None:
+    def __init__(self, settings: Settings, pool: HttpPool | None = None) -> None:
+        """On the server's `pool`; without one, on a pool of its own that `aclose()` closes."""
         self._settings = settings
         self._token = settings.api_token
-        self._pool = pool
+        self._own_pool = pool is None
+        self._pool = pool or HttpPool()
         self._headers = {"accept": "application/json"}
         if self._token:
             self._headers["authorization"] = f"Bearer {self._token}"
+
+    async def aclose(self) -> None:
+        if self._own_pool:
+            await self._pool.aclose()
 
     async def submit(self, endpoint: str, body: Mapping[str, Any], *, deadline: float) -> Submitted:
         """Start a paid generation and return its task id."""

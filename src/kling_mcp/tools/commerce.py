@@ -61,8 +61,7 @@ class GoodsStudioInput(GenerationRequest):
 GOODS_STUDIO = f"""Make a product showcase video (a studio ad) from product photos and, optionally, \
 the product's title, description, price and selling points: 15, 30 or 60 s.
 
-Use it for e-commerce listings and social ads without a presenter; for a person presenting the \
-product use kling_video_commerce.
+Use it for shop listings and social ads without a presenter; with a presenter use kling_video_commerce.
 
 {PAID_WITH_MEDIA}"""
 

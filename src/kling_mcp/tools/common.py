@@ -17,12 +17,11 @@ from kling_mcp.fields import WebUrl
 MAX_WAIT_SECONDS = 3600
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
-PAID = """Paid: one Kling task (credits by model, mode, duration, 4k and audio; free in demo mode), \
-never resent. Waits up to timeout, with progress, for the video (video_url, video_id, file_path) or \
-the failure reason; if time runs out it answers state 'running' and the task_id: resume with \
-kling_get_task, never by generating again. An identical request still running answers with that \
-task unless allow_duplicate."""
-LOCAL_MEDIA = "Media: an http(s) URL or a local file path (in the client's roots or KLING_INPUT_DIRS)."
+PAID = """Spends credits on one Kling task (priced by model, mode, duration, 4k and audio; free in demo mode), \
+never resent. Waits up to timeout with progress; if time runs out it answers state 'running' and the \
+task_id: resume with kling_get_task, never by generating again. An identical request still running \
+is answered with its task unless allow_duplicate."""
+LOCAL_MEDIA = "Media: an http(s) URL or a local file path (client roots, KLING_INPUT_DIRS)."
 PAID_WITH_MEDIA = f"{PAID} {LOCAL_MEDIA}"
 
 
@@ -44,8 +43,7 @@ class GenerationRequest(StrictModel):
 
     timeout: Seconds | None = Field(
         None,
-        description="Seconds to wait, then answer with the task_id (the task runs on); 0: no wait. "
-        "Claude Desktop: at most 55.",
+        description="Seconds to wait for the video; 0: none. Claude Desktop: <= 55.",
     )
     callback_url: WebUrl | None = Field(None, description="Webhook for the result.")
     allow_duplicate: bool = Field(False, description="Pay again though an identical task runs.")
@@ -102,12 +100,12 @@ class VideoTask(KlingModel):
     state: TaskState
     video_url: str | None = None
     video_id: str | None = None
-    duration: float | None = None
     file_path: str | None = None
-    trace_id: str | None = None
     error: TaskFailure | None = None
     next_step: SkipJsonSchema[str]
     demo: SkipJsonSchema[bool] = False
+    duration: SkipJsonSchema[float | None] = None
+    trace_id: SkipJsonSchema[str | None] = None
     upstream_state: SkipJsonSchema[str | None] = None
     waited_seconds: SkipJsonSchema[float] = 0
     prompt: SkipJsonSchema[str | None] = None

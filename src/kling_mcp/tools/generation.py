@@ -64,7 +64,8 @@ async def generate(
     await _check_budget(app)
     record = await journal.begin(tool, request.endpoint, body)
     submitted = await _submit(app, request, body, record, deadline=max(deadline, started + SUBMIT_FLOOR))
-    await report.say(f"Task {submitted.task_id} submitted ({request.price_terms()})")
+    report.task_id = submitted.task_id
+    await report.say(f"submitted ({request.price_terms()})")
     record = dataclasses.replace(
         record, task_id=submitted.task_id, trace_id=submitted.trace_id, state="running"
     )
@@ -144,7 +145,7 @@ async def _with_file(
 
     async def progress(done: int, total: int | None) -> None:
         size = f" of {total / MEGABYTE:.1f}" if total else ""
-        await report.say(f"Saving the video, {done / MEGABYTE:.1f}{size} MB")
+        await report.say(f"saving the video, {done / MEGABYTE:.1f}{size} MB")
 
     saving.listeners.append(progress)
     with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
@@ -166,6 +167,7 @@ async def _answer_with_twin(
         "instead of paying again (pass allow_duplicate: true for a new paid task)."
     )
     logger.info("Answering with the running task %s instead of a duplicate submission", twin.task_id)
+    report.task_id = twin.task_id
     return await follow_through(app, ctx, twin.task_id or "", twin, started, deadline, report, note=note)
 
 
@@ -225,7 +227,7 @@ async def wait_for(
             state = "submitted, waiting for it to start"
         else:
             state = status.upstream_state or "queued"
-        await report.say(f"Task {task_id}: {state}")
+        await report.say(state)
 
     await on_tick(None, None)
     try:
@@ -236,18 +238,21 @@ async def wait_for(
 
 
 class ProgressReport:
-    """Strictly increasing progress (seconds waited), each with a message in words."""
+    """Strictly increasing progress (seconds waited), each with a message in words that names the
+    task once there is one."""
 
-    def __init__(self, ctx: Context, started: float) -> None:
+    def __init__(self, ctx: Context, started: float, task_id: str | None = None) -> None:
         self._ctx = ctx
         self._started = started
         self._last = -1.0
+        self.task_id = task_id
 
     async def say(self, message: str) -> None:
         elapsed = anyio.current_time() - self._started
         progress = max(round(elapsed, 1), round(self._last + 0.1, 1))
         self._last = progress
-        await self._ctx.report_progress(progress, message=f"{message}, {elapsed:.0f} s elapsed")
+        about = f"Task {self.task_id}: " if self.task_id else ""
+        await self._ctx.report_progress(progress, message=f"{about}{message}, {elapsed:.0f} s elapsed")
 
 
 def waited(started: float) -> float:

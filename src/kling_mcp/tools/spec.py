@@ -43,24 +43,43 @@ class ToolSpec:
 
     @property
     def annotations(self) -> ToolAnnotations:
+        # The title is the tool's own (not repeated here); open world is the protocol's default.
         return ToolAnnotations(
-            title=self.title,
             read_only_hint=not (self.paid or self.saves_files),
             destructive_hint=False,
             idempotent_hint=not self.paid,
-            open_world_hint=not self.local_only,
+            open_world_hint=False if self.local_only else None,
         )
 
 
 def input_schema(model: type[BaseModel], defaults: dict[str, Any], last: tuple[str, ...]) -> dict[str, Any]:
     """`model`'s lean schema with this server's `defaults`; the properties named in `last` go last."""
     schema = lean_schema(model.model_json_schema())
+    _allow_only_known_at_top(schema)
     properties = sorted(schema.get("properties", {}).items(), key=lambda item: item[0] in last)
     schema["properties"] = {
         name: {**field, "default": defaults[name]} if name in defaults else field
         for name, field in properties
     }
     return schema
+
+
+def _allow_only_known_at_top(schema: dict[str, Any]) -> None:
+    """Say `additionalProperties: false` once, for the call's own parameters: nested objects are
+    validated just as strictly, and repeating it in each of them costs bytes and says nothing new."""
+
+    def drop(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("additionalProperties") is False:
+                del node["additionalProperties"]
+            for value in node.values():
+                drop(value)
+        elif isinstance(node, list):
+            for item in node:
+                drop(item)
+
+    for field in schema.get("properties", {}).values():
+        drop(field)
 
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from kling_mcp.capabilities import MODELS, Mode, ModelSpec, describe_durations
 from kling_mcp.client import QUERY_BUDGET, TaskStatus
@@ -42,7 +43,7 @@ async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallTo
     deadline = started + wait_budget(request.timeout, app, ctx)
     status = await _lookup(app, request.task_id)
     record = await app.keeper.journal.get(request.task_id)
-    report = ProgressReport(ctx, started)
+    report = ProgressReport(ctx, started, request.task_id)
     return await follow_through(app, ctx, request.task_id, record, started, deadline, report, status=status)
 
 
@@ -255,11 +256,11 @@ async def download_video(request: DownloadVideoInput, app: AppState, ctx: Contex
             )
         record = await journal.get(request.task_id) or record
     started = anyio.current_time()
-    report = ProgressReport(ctx, started)
+    report = ProgressReport(ctx, started, request.task_id)
 
     async def progress(done: int, total: int | None) -> None:
         size = f" of {total / 1e6:.1f}" if total else ""
-        await report.say(f"Saving the video, {done / 1e6:.1f}{size} MB")
+        await report.say(f"saving the video, {done / 1e6:.1f}{size} MB")
 
     try:
         path = await app.keeper.save(record, progress)
@@ -288,21 +289,21 @@ class ListModelsInput(StrictModel):
 
 class ModelInfo(KlingModel):
     name: str
-    durations: list[int] = Field(description="Accepted values of duration, in seconds.")
-    duration_text: str
+    durations: list[int]
     modes: list[Mode]
-    native_audio_modes: list[Mode] = Field(description="Modes in which generate_audio works.")
+    native_audio_modes: list[Mode]
     omni_references: bool = Field(description="Takes image_list / video_list.")
     guidance: bool = Field(description="Takes negative_prompt, cfg_scale and camera_control.")
-    tools: list[str] = Field(description="The tools that take this model.")
+    tools: list[str]
     notes: str
+    duration_text: SkipJsonSchema[str]
 
 
 class ModelCatalog(KlingModel):
     default_model: str
     models: list[ModelInfo]
-    tools: dict[str, str] = Field(description="Every tool of this server and what it does.")
-    extend_note: str = (
+    tools: dict[str, str] = Field(description="Each tool and what it does.")
+    extend_note: SkipJsonSchema[str] = (
         "Sources disagree on which models can extend; kling-mcp lets the API decide and relays its answer."
     )
 

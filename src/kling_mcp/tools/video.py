@@ -57,20 +57,18 @@ def given(request: StrictModel, names: tuple[str, ...]) -> list[str]:
 
 
 class CameraControl(StrictModel):
-    type: Literal["simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward"] = Field(
-        description="A preset move, or 'simple' with one movement in config."
-    )
+    type: Literal["simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward"]
     config: dict[CameraAxis, Annotated[float, Field(ge=-1, le=1)]] | None = Field(
-        None, description="For 'simple': one axis and its strength, e.g. {\"zoom\": 0.5}."
+        None, description='For "simple": one axis, e.g. {"zoom": 0.5}.'
     )
 
 
 class Element(StrictModel):
-    element_id: Identifier = Field(description="A subject id from your Kling subject library.")
+    element_id: Identifier = Field(description="From your Kling subject library.")
 
 
 class Voice(StrictModel):
-    voice_id: Identifier = Field(description="A voice id from your Kling voice library.")
+    voice_id: Identifier = Field(description="From your Kling voice library.")
 
 
 class ImageReference(StrictModel):
@@ -81,7 +79,7 @@ class ImageReference(StrictModel):
 class VideoReference(StrictModel):
     video_url: VideoSource = Field(description="MP4/MOV, 3-10 s, 720-2160 px, 24-60 fps, at most 200 MB.")
     refer_type: Literal["feature", "base"] = Field(
-        "base", description="'base': edit this video; 'feature': borrow its style and motion."
+        "base", description="'base' edits it; 'feature' copies its style."
     )
     keep_original_sound: Literal["yes", "no"] | None = None
 
@@ -135,7 +133,7 @@ class VideoOptions(StrictModel):
         )
 
 
-VIDEO_RULES = f"""Rules (kling_list_models has each model's): duration {duration_rule()}. mode 4k only \
+VIDEO_RULES = f"""Rules: duration {duration_rule()}. mode 4k only \
 {four_k_rule()}, not with references. generate_audio only {audio_rule()}, not with video_list. \
 image_list/video_list only {omni_rule()}, and then no negative_prompt, cfg_scale or camera_control \
 ({no_guidance_models()} never takes them). Reference images plus element_list subjects at most \
@@ -179,9 +177,9 @@ class ImageToVideoInput(GenerationRequest, VideoOptions, _Prompted):
 GENERATE_VIDEO = f"""Generate a Kling video from a text prompt (text-to-video), optionally guided by \
 Omni references (image_list, video_list) or saved subjects (element_list).
 
-Use it when no image must be the first frame; for that use kling_generate_video_from_image. To \
-continue a Kling video use kling_extend_video; for a fast draft, kling_generate_turbo_video; for \
-several shots in one video, kling_generate_storyboard.
+Use it when no image must be the first frame (else kling_generate_video_from_image). To continue a \
+video: kling_extend_video; fast drafts: kling_generate_turbo_video; several shots: \
+kling_generate_storyboard.
 
 {PAID_WITH_MEDIA}
 
@@ -190,10 +188,9 @@ several shots in one video, kling_generate_storyboard.
 GENERATE_VIDEO_FROM_IMAGE = f"""Animate a start image into a video, or make a transition from a \
 start image to an end image; the prompt describes the motion (image-to-video).
 
-Use it when an image must be the first frame (and optionally another the last). Without an image use \
+Use it when an image must be the first frame (optionally another the last); without one use \
 kling_generate_video. start_image_url is required (with Omni models an image_list item typed \
-first_frame may stand in). Set aspect_ratio to the image's shape; describe what moves, not what the \
-image shows.
+first_frame may stand in). Match aspect_ratio to the image; describe what moves, not what it shows.
 
 {PAID_WITH_MEDIA}
 
