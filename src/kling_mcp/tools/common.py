@@ -17,10 +17,10 @@ from kling_mcp.fields import WebUrl
 MAX_WAIT_SECONDS = 3600
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
-PAID = """Spends credits on one Kling task (priced by model, mode, duration, 4k and audio; free in \
-demo mode), never resent. Waits up to timeout with progress; if time runs out it answers state \
-'running' and the task_id: resume with kling_get_task, never by generating again. An identical \
-request still running is answered with its task unless allow_duplicate."""
+PAID = """Spends credits: one Kling task (priced by model, mode, duration, 4k, audio; free in demo \
+mode), never resent. Waits up to timeout with progress; if time runs out it answers state 'running' \
+and the task_id: resume with kling_get_task, never by generating again. An identical request still \
+running is answered with its task unless allow_duplicate."""
 LOCAL_MEDIA = "Media: an http(s) URL or a local file path (client roots, KLING_INPUT_DIRS)."
 PAID_WITH_MEDIA = f"{PAID} {LOCAL_MEDIA}"
 
@@ -85,8 +85,8 @@ def body_hash(body: dict[str, Any]) -> str:
 
 
 class TaskFailure(KlingModel):
-    code: str | None = None
     message: str
+    code: SkipJsonSchema[str | None] = None
 
 
 class VideoTask(KlingModel):
@@ -188,6 +188,8 @@ def video_text(task: VideoTask) -> str:
     else:
         seen = f" (API state: {task.upstream_state})" if task.upstream_state else ""
         lines.append(f"Still generating after {task.waited_seconds:.0f} s{seen}.")
+    if task.model:
+        lines.append(f"Made with: {task.model}" + (f", {task.mode} mode" if task.mode else ""))
     lines.append(f"task_id: {task.task_id}")
     if task.trace_id:
         lines.append(f"trace_id: {task.trace_id}")
