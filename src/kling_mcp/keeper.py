@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
 
-from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus
-from kling_mcp.downloads import Downloader, DownloadError
+if TYPE_CHECKING:
+    from kling_mcp.downloads import Downloader
+
+from kling_mcp.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
 from kling_mcp.errors import KlingError
 from kling_mcp.journal import Journal, StatusUpdate, TaskRecord
 from kling_mcp.logs import logger
@@ -49,15 +52,18 @@ class TaskKeeper:
         journal: Journal,
         client: KlingClient,
         poller: TaskPoller,
-        downloader: Downloader,
         background: TaskGroup,
         *,
+        http: HttpPool,
+        output_dir: Path,
         auto_download: bool,
     ) -> None:
         self.journal = journal
         self._client = client
         self._poller = poller
-        self._downloader = downloader
+        self._http = http
+        self._output_dir = output_dir
+        self._loaded_downloader: Downloader | None = None
         self._background = background
         self._auto_download = auto_download
         self._saving: dict[str, Saving] = {}
@@ -90,6 +96,15 @@ class TaskKeeper:
                 if record is not None and record.file_path is None:
                     self.save_soon(record)
 
+    @property
+    def _downloader(self) -> Downloader:
+        """Made on first use: it brings httpx, which the server's start-up does without."""
+        if self._loaded_downloader is None:
+            from kling_mcp.downloads import Downloader
+
+            self._loaded_downloader = Downloader(self._http.client(), self._output_dir)
+        return self._loaded_downloader
+
     def expected_path(self, record: TaskRecord) -> Path:
         return self._downloader.expected_path(
             record.task_id or record.entry_id, record.prompt, record.created_at
@@ -115,6 +130,8 @@ class TaskKeeper:
         return saving.path
 
     async def _save(self, record: TaskRecord, saving: Saving) -> None:
+        from kling_mcp.downloads import DownloadError
+
         task_id = record.task_id or ""
         try:
             url = record.video_url or await self._fresh_link(task_id)

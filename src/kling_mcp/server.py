@@ -20,7 +20,7 @@ from kling_mcp.prompts import register_prompts
 from kling_mcp.sdk import LazyToolsServer
 from kling_mcp.settings import Settings
 from kling_mcp.state import AppState
-from kling_mcp.tools.tasks import register_resources
+from kling_mcp.tools.resources import register_resources
 
 if TYPE_CHECKING:
     import httpx
@@ -56,7 +56,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
     roots = ClientRoots()
 
     def build_tools() -> list[Tool]:
-        from kling_mcp.tools import build_tools
+        from kling_mcp.tools.catalog import build_tools
 
         return build_tools(settings)
 
@@ -83,7 +83,6 @@ async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
     """The machinery every call shares, running: the HTTP pool, the poller, the journal and the keeper."""
-    from kling_mcp.downloads import Downloader
     from kling_mcp.journal import Journal
     from kling_mcp.keeper import TaskKeeper
 
@@ -96,9 +95,14 @@ async def _running(
         stack.push_async_callback(journal.aclose)
         background = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(background.cancel_scope.cancel)
-        downloader = Downloader(http.client(), settings.output_dir)
         keeper = TaskKeeper(
-            journal, client, poller, downloader, background, auto_download=settings.auto_download
+            journal,
+            client,
+            poller,
+            background,
+            http=http,
+            output_dir=settings.output_dir,
+            auto_download=settings.auto_download,
         )
         background.start_soon(poller.run)
         background.start_soon(keeper.resume)

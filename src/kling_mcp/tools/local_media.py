@@ -34,7 +34,6 @@ from kling_mcp.local_files import (
 )
 from kling_mcp.state import AppState
 from kling_mcp.tools.spec import NOTHING_SENT
-from kling_mcp.uploads import UploadError, upload
 
 Say = Callable[[str], Awaitable[None]]
 MEGABYTE = 1_000_000
@@ -141,6 +140,8 @@ async def _hosted_url(app: AppState, file: LocalFile, say: Say) -> str:
 
     async def progress(sent: int, total: int) -> None:
         await say(f"uploading {file.name}, {sent / MEGABYTE:.1f} of {total / MEGABYTE:.1f} MB")
+
+    from kling_mcp.uploads import UploadError, upload  # brings httpx, which start-up does without
 
     settings = app.settings
     try:

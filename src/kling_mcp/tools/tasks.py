@@ -1,15 +1,14 @@
-"""The free tools: look up tasks, list the models, and the `kling://tasks/{task_id}` resource."""
+"""The free tools: look up, list and save tasks, list the models; and what the task resources read."""
 
 from __future__ import annotations
 
 import time
 import typing
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
@@ -21,7 +20,7 @@ from kling_mcp.errors import KlingError
 from kling_mcp.fields import Identifier, JsonText, Text, check_identifier, quote
 from kling_mcp.journal import CursorError, TaskRecord
 from kling_mcp.keeper import SaveError
-from kling_mcp.state import AppState, app_state
+from kling_mcp.state import AppState
 from kling_mcp.tools.common import DEMO_NOTE, KlingModel, Seconds, StrictModel, VideoTask, video_task
 from kling_mcp.tools.generation import ProgressReport, answer, facts, follow_through, wait_budget, waited
 from kling_mcp.tools.spec import ToolSpec
@@ -344,7 +343,7 @@ def model_catalog(default_model: str, specs: tuple[ToolSpec, ...]) -> ModelCatal
 
 
 async def list_models(request: ListModelsInput, app: AppState, ctx: Context) -> CallToolResult:
-    from kling_mcp.tools import TOOL_SPECS  # the package imports this module first
+    from kling_mcp.tools.catalog import TOOL_SPECS  # which imports this module first
 
     catalog = model_catalog(app.settings.default_model, TOOL_SPECS)
     return CallToolResult(
@@ -382,9 +381,11 @@ answered from the table that validates requests, no API call."""
 # --- The task resource ----------------------------------------------------------------------
 
 
-async def read_task(task_id: str, ctx: Context) -> str:
+RECENT_TASKS = 50
+
+
+async def task_json(app: AppState, task_id: str) -> str:
     """The task's state now, with what the journal knows (its file), as a generation would answer."""
-    app = app_state(ctx)
     try:
         check_identifier(task_id)
     except ValueError as error:
@@ -399,34 +400,11 @@ async def read_task(task_id: str, ctx: Context) -> str:
     return video_task(task_id, status, 0, app.settings.demo, **known).model_dump_json(indent=2)
 
 
-RECENT_TASKS = 50
-
-
-def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) -> None:
-    """The task resources; `running` gives the running server's state to the static one."""
-
-    async def read_recent_tasks() -> str:
-        """The newest tasks from the journal, as kling_list_tasks lists them."""
-        records, next_cursor = await running().keeper.journal.list_tasks(limit=RECENT_TASKS)
-        listing = TaskList(
-            tasks=[TaskEntry.from_record(record) for record in records], next_cursor=next_cursor
-        )
-        return listing.model_dump_json(indent=2)
-
-    server.resource(
-        "kling://tasks",
-        name="kling_tasks",
-        title="Recent Kling tasks",
-        description=f"The {RECENT_TASKS} newest tasks this server started, from its journal.",
-        mime_type="application/json",
-    )(read_recent_tasks)
-    server.resource(
-        "kling://tasks/{task_id}",
-        name="kling_task",
-        title="A Kling task",
-        description="A Kling task's state now: video_url, video_id, duration and file_path when done.",
-        mime_type="application/json",
-    )(read_task)
+async def recent_tasks_json(app: AppState) -> str:
+    """The newest tasks from the journal, as kling_list_tasks lists them."""
+    records, next_cursor = await app.keeper.journal.list_tasks(limit=RECENT_TASKS)
+    entries = [TaskEntry.from_record(record) for record in records]
+    return TaskList(tasks=entries, next_cursor=next_cursor).model_dump_json(indent=2)
 
 
 TOOLS = (

@@ -1,0 +1,62 @@
+"""Every tool of the server, and how each becomes an SDK tool with its lean schemas and defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, InputRequiredResult
+
+from kling_mcp.logs import relay_to_client
+from kling_mcp.player import tool_meta
+from kling_mcp.sdk import make_tool
+from kling_mcp.settings import Settings
+from kling_mcp.state import app_state
+from kling_mcp.tools import commerce, media, tasks, video
+from kling_mcp.tools.common import GenerationRequest
+from kling_mcp.tools.spec import ToolSpec, input_schema, output_schema, parse_arguments
+
+TOOL_SPECS: tuple[ToolSpec, ...] = (*video.TOOLS, *media.TOOLS, *commerce.TOOLS, *tasks.TOOLS)
+WAIT_FIELDS = tuple(GenerationRequest.model_fields)
+
+
+def build_tools(settings: Settings) -> list[Tool]:
+    return [build_tool(spec, server_defaults(spec, settings)) for spec in TOOL_SPECS]
+
+
+def server_defaults(spec: ToolSpec, settings: Settings) -> dict[str, Any]:
+    """Defaults that come from this server's settings rather than from the models."""
+    model = spec.input_model
+    defaults: dict[str, Any] = {}
+    if "timeout" in model.model_fields:
+        defaults["timeout"] = settings.default_wait_seconds
+    if getattr(model, "uses_server_defaults", False):
+        defaults |= {
+            "model": settings.default_model,
+            "mode": settings.default_mode,
+            "aspect_ratio": settings.default_aspect_ratio,
+        }
+    return defaults
+
+
+def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
+    """The SDK tool for `spec`; `defaults` fill what a call leaves out (and show in the schema)."""
+
+    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult | InputRequiredResult:
+        given = {name: value for name, value in arguments.items() if value is not None}
+        request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
+        with relay_to_client(ctx.session):
+            return await spec.handler(request, app_state(ctx), ctx)
+
+    return make_tool(
+        call_tool,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        input_schema=input_schema(spec.input_model, defaults, last=WAIT_FIELDS),
+        output_model=spec.output_model,
+        output_schema=output_schema(spec.output_model),
+        annotations=spec.annotations,
+        meta=tool_meta() if spec.shows_video else None,
+    )
