@@ -65,6 +65,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import Tool
 
 from kling_mcp.emulator import Emulator, serve_emulator
 
@@ -90,6 +91,8 @@ TARGET_START_MS = 60.0
 TARGET_RSS_MIB = 15.0
 TARGET_LAG_S = 1.0
 TARGET_RATE = 1.2
+TARGET_DEFINITION_KB = 2.5
+TARGET_TOOLS_LIST_KB = 40.0
 
 _T0 = time.perf_counter()
 
@@ -125,15 +128,25 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def server_env(**extra: str) -> dict[str, str]:
-    """This environment without any kling-mcp or AceDataCloud setting, bytecode kept, plus `extra`."""
+def server_env(cwd: str, **extra: str) -> dict[str, str]:
+    """This environment without any kling-mcp or AceDataCloud setting, bytecode kept, plus `extra`.
+
+    The journal and the saved videos go under `cwd`, and the budget is out of the way of the
+    50 concurrent generations measured here.
+    """
     clean = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("ACEDATACLOUD_", "KLING_"))
         and key not in ("LOG_LEVEL", "PYTHONDONTWRITEBYTECODE")
     }
-    return {**clean, "PYTHONPYCACHEPREFIX": str(BYTECODE_DIR), **extra}
+    kling = {
+        "KLING_DATA_DIR": os.path.join(cwd, "data"),
+        "KLING_OUTPUT_DIR": os.path.join(cwd, "videos"),
+        "KLING_DAILY_TASK_LIMIT": "100000",
+        "KLING_MAX_CONCURRENT_TASKS": "1000",
+    }
+    return {**clean, **kling, "PYTHONPYCACHEPREFIX": str(BYTECODE_DIR), **extra}
 
 
 def rss_mib(pid: int) -> float:
@@ -172,7 +185,7 @@ class RawServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=server_env(),
+            env=server_env(cwd),
             cwd=cwd,
         )
         self._buffer = b""
@@ -307,6 +320,8 @@ class SessionResults:
     get_task_ms: float = 0.0
     lags: dict[str, list[float]] = field(default_factory=dict)
     rates: dict[int, Rate] = field(default_factory=dict)
+    definition_bytes: list[int] = field(default_factory=list)
+    """The compact JSON size of each tool definition in `tools/list`."""
 
 
 @asynccontextmanager
@@ -317,7 +332,7 @@ async def kling_session(cwd: str, errlog: TextIO) -> AsyncIterator[Session]:
         params = StdioServerParameters(
             command=KLING_ARGV[0],
             args=list(KLING_ARGV[1:]),
-            env=server_env(ACEDATACLOUD_API_TOKEN=TOKEN, ACEDATACLOUD_API_BASE_URL=base_url),
+            env=server_env(cwd, ACEDATACLOUD_API_TOKEN=TOKEN, ACEDATACLOUD_API_BASE_URL=base_url),
             cwd=cwd,
         )
         transport = stdio_client(params, errlog=errlog)
@@ -463,7 +478,8 @@ async def api_rate(session: Session, waiting: int, plan: Plan) -> Rate:
 async def measure_session(plan: Plan, cwd: str, errlog: TextIO) -> SessionResults:
     results = SessionResults()
     async with kling_session(cwd, errlog) as session:
-        await session.client.list_tools()
+        tools = (await session.client.list_tools()).tools
+        results.definition_bytes = [definition_bytes(tool) for tool in tools]
         results.rss_start = rss_mib(session.pid)
         batch = plan.memory_batch
         results.lags[f"{batch} concurrent"] = await concurrent_lags(session, batch, plan.lag_task_seconds)
@@ -479,6 +495,12 @@ async def measure_session(plan: Plan, cwd: str, errlog: TextIO) -> SessionResult
         for waiting in plan.rate_levels:
             results.rates[waiting] = await api_rate(session, waiting, plan)
     return results
+
+
+def definition_bytes(tool: Tool) -> int:
+    """What one tool definition costs a model's context: its compact JSON, as a client receives it."""
+    wire = tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return len(json.dumps(wire, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 # --- Report ---------------------------------------------------------------------------------
@@ -546,7 +568,21 @@ def start_rows(cold: ColdStarts, repeats: int) -> list[Row]:
 
 def session_rows(results: SessionResults, plan: Plan) -> list[Row]:
     ping = results.ping_ms
+    sizes = results.definition_bytes
     rows = [
+        Row(
+            f"Tool definition, compact JSON (median of {len(sizes)})",
+            f"{median(sizes) / 1000:.2f} KB",
+            f"max {max(sizes) / 1000:.2f} KB",
+            target=f"<= {TARGET_DEFINITION_KB:g} KB",
+            passed=median(sizes) <= TARGET_DEFINITION_KB * 1000,
+        ),
+        Row(
+            f"`tools/list`, all {len(sizes)} tools",
+            f"{sum(sizes) / 1000:.1f} KB",
+            target=f"<= {TARGET_TOOLS_LIST_KB:g} KB",
+            passed=sum(sizes) <= TARGET_TOOLS_LIST_KB * 1000,
+        ),
         Row(
             f"RSS after {plan.memory_batch} generations completed",
             f"{results.rss_after_batch:.1f} MiB",

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 from mcp import Client, StdioServerParameters
 
-from kling_mcp.capabilities import MODELS, AspectRatio, Mode
+from kling_mcp.capabilities import VIDEO_MODELS, AspectRatio, Mode
 from kling_mcp.settings import LOG_LEVELS, Settings
 
 if sys.version_info >= (3, 11):
@@ -232,7 +232,7 @@ def test_server_json_describes_every_setting_the_server_reads() -> None:
             assert Settings.from_env({name: variable["default"]}) == Settings.from_env({}), name
     choices = {name: variable["choices"] for name, variable in variables.items() if "choices" in variable}
     assert choices == {
-        "KLING_DEFAULT_MODEL": list(MODELS),
+        "KLING_DEFAULT_MODEL": list(VIDEO_MODELS),
         "KLING_DEFAULT_MODE": list(get_args(Mode)),
         "KLING_DEFAULT_ASPECT_RATIO": list(get_args(AspectRatio)),
         "LOG_LEVEL": list(LOG_LEVELS),

@@ -13,6 +13,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import TextResourceContents
 
 from kling_mcp.player import PLAYER_URI, media_domains, player_extension, player_html, tool_meta
+from kling_mcp.server import create_server
 from kling_mcp.settings import Settings
 
 CDNS = ["https://*.acedata.cloud", "https://*.klingai.com", "https://*.kling.ai"]
@@ -145,3 +146,17 @@ async def test_results_are_the_same_plain_results_with_or_without_apps(
     assert result.is_error is False
     assert result.structured_content == {**TASK, "task_id": "task-7"}
     assert '"task_id": "task-7"' in result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_the_server_offers_the_player_and_links_it_from_every_tool_that_answers_a_video() -> None:
+    async with Client(create_server(Settings()), extensions=[APPS_CLIENT]) as client:
+        assert client.server_capabilities.extensions == {EXTENSION_ID: {}}
+        resources = {resource.uri for resource in (await client.list_resources()).resources}
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    assert PLAYER_URI in resources
+    linked = {name for name, tool in tools.items() if tool.meta == {"ui": {"resourceUri": PLAYER_URI}}}
+    unlinked = {"kling_get_tasks_batch", "kling_list_tasks", "kling_list_models"}
+    assert linked == set(tools) - unlinked
+    assert {"kling_generate_video_from_image", "kling_get_task"} <= linked

@@ -12,7 +12,7 @@ import anyio
 from dotenv import load_dotenv
 
 from kling_mcp import __version__
-from kling_mcp.capabilities import MODELS
+from kling_mcp.capabilities import VIDEO_MODELS
 from kling_mcp.settings import Settings, SettingsError
 
 DESCRIPTION = """MCP server for Kling video generation through the AceDataCloud API.
@@ -58,7 +58,7 @@ def _add_try(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     trial.add_argument(
         "--seconds", type=float, default=5.0, help="seconds the demo video takes to make (default 5)"
     )
-    trial.add_argument("--model", choices=tuple(MODELS), help="Kling model (default KLING_DEFAULT_MODEL)")
+    trial.add_argument("--model", choices=VIDEO_MODELS, help="Kling model (default KLING_DEFAULT_MODEL)")
     trial.add_argument("--duration", type=int, help="video length in seconds (default 5)")
     trial.add_argument(
         "--real",

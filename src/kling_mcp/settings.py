@@ -15,7 +15,7 @@ from typing import TypeVar, get_args
 
 import platformdirs
 
-from kling_mcp.capabilities import MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
+from kling_mcp.capabilities import VIDEO_MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
 DEFAULT_PLATFORM_URL = "https://platform.acedata.cloud"
@@ -77,7 +77,7 @@ class Settings:
         settings = cls(
             api_token=_clean_token(env.get("ACEDATACLOUD_API_TOKEN", "")),
             api_base_url=read.url("ACEDATACLOUD_API_BASE_URL", DEFAULT_BASE_URL),
-            default_model=read.choice("KLING_DEFAULT_MODEL", "kling-v2-master", tuple(MODELS)),
+            default_model=read.choice("KLING_DEFAULT_MODEL", "kling-v2-master", VIDEO_MODELS),
             default_mode=read.choice("KLING_DEFAULT_MODE", "std", get_args(Mode)),
             default_aspect_ratio=read.choice("KLING_DEFAULT_ASPECT_RATIO", "16:9", get_args(AspectRatio)),
             default_wait_seconds=read.number("KLING_DEFAULT_TIMEOUT", 50.0, low=0, high=3600),

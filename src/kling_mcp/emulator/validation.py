@@ -1,11 +1,13 @@
 """The checks the emulated API makes on a generation request before accepting it.
 
 What the wire contract's table marks as required, the few value sets that table names
-(modes, orientations), the shape of `duration`, and the limits the real API refuses:
-prompts of at most 2,500 characters and not blank, media links and `callback_url` that
-are http(s) URLs with a host, and well-formed ids. The finer rules between models and
-parameters are left out on purpose: the contract says to let the API decide them, and
-kling-mcp checks them before it ever calls.
+(modes, orientations, commerce settings), the shape of `duration`, the shapes of the newer
+requests (Turbo, storyboards, saved voices, the typed `contents` of the commerce endpoints),
+and the limits the real API refuses: prompts of at most 2,500 characters and not blank,
+media links and `callback_url` that are http(s) URLs with a host, well-formed ids, and
+bodies nested at most `MAX_BODY_DEPTH` deep. The finer rules between models and parameters
+are left out on purpose: the contract says to let the API decide them, and kling-mcp checks
+them before it ever calls.
 
 These checks are written apart from kling-mcp's own on purpose: the emulator plays the
 API, and sharing the client's code would make it agree with a client bug by construction.
@@ -21,12 +23,26 @@ from urllib.parse import urlsplit
 from .wire import Json
 
 MAX_PROMPT_LENGTH = 2500
+MAX_SHOT_PROMPT_LENGTH = 512
+MAX_SHOTS = 6
+MAX_VOICES = 2
 MAX_URL_LENGTH = 2048
+MAX_BODY_DEPTH = 32
+TURBO_MODEL = "kling-v3-turbo"
+TURBO_REFUSES = (
+    "end_image_url",
+    "image_list",
+    "video_list",
+    "negative_prompt",
+    "cfg_scale",
+    "camera_control",
+)
 PROMPT_FIELDS = ("prompt", "negative_prompt")
 URL_FIELDS = ("start_image_url", "end_image_url", "image_url", "video_url", "audio_url", "callback_url")
 ID_FIELDS = ("video_id", "voice_id", "element_id", "avatar_id")
-LIST_FIELDS = ("image_list", "video_list", "element_list", "voice_list")
+LIST_FIELDS = ("image_list", "video_list", "element_list", "voice_list", "multi_prompt")
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _HOST = re.compile(r"[\w.:%-]+")
 _short_repr = reprlib.Repr()
 _short_repr.maxstring = _short_repr.maxother = 80
@@ -43,12 +59,87 @@ def problem_with(path: str, body: Json) -> str | None:
     return _ENDPOINT_CHECKS[path](body) or _check_duration(body) or _check_fields(body)
 
 
+def too_deep(raw: bytes) -> bool:
+    """Whether the JSON text `raw` nests brackets more than `MAX_BODY_DEPTH` deep (outside its
+    strings): checked before parsing, so no parser or check ever recurses that far."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(raw):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_BODY_DEPTH:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def _check_videos(body: Json) -> str | None:
     action = body.get("action")
     required = VIDEO_ACTIONS.get(action) if isinstance(action, str) else None
     if required is None:
         return f"action must be one of {', '.join(VIDEO_ACTIONS)} (got {_shown(action)})"
-    return _require(body, *required)
+    return _require(body, *required) or _check_turbo(body) or _check_storyboard(body) or _check_voices(body)
+
+
+def _check_turbo(body: Json) -> str | None:
+    if body.get("model") != TURBO_MODEL:
+        return None
+    if body.get("generate_audio") is not True:
+        return f"generate_audio must be true with {TURBO_MODEL} (its sound is always on)"
+    refused = [name for name in TURBO_REFUSES if name in body]
+    if refused:
+        return f"{TURBO_MODEL} takes no {', '.join(refused)}"
+    return _require_choice(body, "mode", ("std", "pro")) if "mode" in body else None
+
+
+def _check_storyboard(body: Json) -> str | None:
+    if "multi_shot" not in body:
+        return "multi_prompt needs multi_shot true" if "multi_prompt" in body else None
+    if body["multi_shot"] is not True:
+        return f"multi_shot must be true or left out (got {_shown(body['multi_shot'])})"
+    problem = _require_choice(body, "shot_type", ("intelligence", "customize"))
+    if problem is not None:
+        return problem
+    if body["shot_type"] == "intelligence":
+        return "multi_prompt is only for shot_type customize" if "multi_prompt" in body else None
+    required = _require(body, "multi_prompt", "duration")
+    return required or _shots_problem(body["multi_prompt"], body["duration"])
+
+
+def _shots_problem(shots: object, duration: object) -> str | None:
+    if not isinstance(shots, list) or not 1 <= len(shots) <= MAX_SHOTS:
+        return f"multi_prompt must be a list of 1-{MAX_SHOTS} shots"
+    for position, shot in enumerate(shots, start=1):
+        field = f"multi_prompt[{position - 1}]"
+        if not isinstance(shot, dict):
+            return f"{field} must be an object"
+        if shot.get("index") != position:
+            return f"{field}.index must be {position}: shots are numbered 1, 2, 3... in order"
+        prompt = shot.get("prompt")
+        if isinstance(prompt, str) and len(prompt) > MAX_SHOT_PROMPT_LENGTH:
+            return f"{field}.prompt must be at most {MAX_SHOT_PROMPT_LENGTH} characters (got {len(prompt)})"
+        seconds = _whole_number(shot.get("duration"))
+        if seconds is None or seconds < 1:
+            got = _shown(shot.get("duration"))
+            return f"{field}.duration must be a whole number of seconds, at least 1 (got {got})"
+    total = sum(int(shot["duration"]) for shot in shots)
+    if total != _whole_number(duration):
+        return f"the shots' durations add up to {total} s, not duration ({_shown(duration)} s)"
+    return None
+
+
+def _check_voices(body: Json) -> str | None:
+    if "voice_list" not in body:
+        return None
+    if "element_list" in body:
+        return "voice_list and element_list cannot be combined: give one of them"
+    voices = body["voice_list"]
+    if not isinstance(voices, list) or not 1 <= len(voices) <= MAX_VOICES:
+        return f"voice_list must be a list of 1-{MAX_VOICES} voices"
+    if body.get("generate_audio") is not True:
+        return "generate_audio must be true with voice_list (the voices are the audio)"
+    return None
 
 
 def _check_motion(body: Json) -> str | None:
@@ -74,11 +165,106 @@ def _check_talking_photo(body: Json) -> str | None:
     return _require(body, "image_url", "audio_url")
 
 
+# --- The commerce endpoints: typed `contents` items and a `settings` object ---------------------
+
+GOODS_CONTENTS = {
+    "ref_image": "url",
+    "goods_title": "text",
+    "goods_description": "text",
+    "goods_price": "text",
+    "goods_selling_point": "text",
+}
+COMMERCE_CONTENTS = {
+    "avatar_image": "url",
+    "avatar_id": "id",
+    "speech_script": "text",
+    "product_image": "url",
+}
+GOODS_SETTINGS: dict[str, tuple[object, ...]] = {
+    "resolution": ("720p", "1080p"),
+    "aspect_ratio": ("9:16", "1:1", "16:9"),
+    "duration": (15, 30, 60),
+}
+COMMERCE_SETTINGS: dict[str, tuple[object, ...]] = {
+    "resolution": ("720p", "1080p"),
+    "aspect_ratio": ("9:16", "16:9"),
+    "speech_rate": (0.8, 1.0, 1.2),
+}
+COMMERCE_FLAGS = ("allow_polish", "bgm_enabled")
+
+
+def _check_goods_studio(body: Json) -> str | None:
+    return (
+        _contents_problem(body.get("contents"), GOODS_CONTENTS, needed=(("ref_image",),))
+        or _settings_problem(body.get("settings"), GOODS_SETTINGS, required=tuple(GOODS_SETTINGS))
+        or _flag_problem(body, "watermark")
+    )
+
+
+def _check_video_commerce(body: Json) -> str | None:
+    needed = (("avatar_image", "avatar_id"), ("speech_script",))
+    return (
+        _contents_problem(body.get("contents"), COMMERCE_CONTENTS, needed=needed)
+        or _settings_problem(body.get("settings"), COMMERCE_SETTINGS, required=())
+        or _commerce_settings_problem(body["settings"])
+        or _flag_problem(body, "watermark")
+    )
+
+
+def _contents_problem(
+    contents: object, kinds: dict[str, str], needed: tuple[tuple[str, ...], ...]
+) -> str | None:
+    """The first malformed item of `contents`, or the first kind of item `needed` that is missing."""
+    if not isinstance(contents, list) or not contents:
+        return "contents is required: a list of {type, text} or {type, url} items"
+    for index, item in enumerate(contents):
+        field = f"contents[{index}]"
+        kind = kinds.get(str(item.get("type"))) if isinstance(item, dict) else None
+        if kind is None:
+            got = _shown(item.get("type") if isinstance(item, dict) else item)
+            return f"{field} must be an object whose type is one of {', '.join(kinds)} (got {got})"
+        key = "url" if kind == "url" else "text"
+        problem = _CONTENT_CHECKS[kind](f"{field}.{key}", item.get(key))
+        if problem is not None:
+            return problem
+    given = {item["type"] for item in contents}
+    missing = next((kinds for kinds in needed if given.isdisjoint(kinds)), None)
+    return None if missing is None else f"contents needs an item of type {' or '.join(missing)}"
+
+
+def _settings_problem(
+    settings: object, choices: dict[str, tuple[object, ...]], required: tuple[str, ...]
+) -> str | None:
+    if not isinstance(settings, dict):
+        return f"settings is required: an object with {', '.join(choices)}"
+    for name, allowed in choices.items():
+        if name in settings or name in required:
+            problem = _require_choice(settings, name, allowed, prefix="settings.")
+            if problem is not None:
+                return problem
+    return None
+
+
+def _commerce_settings_problem(settings: Json) -> str | None:
+    for name, check in (("voice_id", _id_problem), ("action_prompt", _prompt_problem)):
+        problem = None if settings.get(name) is None else check(f"settings.{name}", settings[name])
+        if problem is not None:
+            return problem
+    return next((problem for name in COMMERCE_FLAGS if (problem := _flag_problem(settings, name))), None)
+
+
+def _flag_problem(body: Json, name: str) -> str | None:
+    value = body.get(name)
+    return None if value is None or isinstance(value, bool) else f"{name} must be true or false"
+
+
 _ENDPOINT_CHECKS: dict[str, Callable[[Json], str | None]] = {
     "/kling/videos": _check_videos,
     "/kling/motion": _check_motion,
     "/kling/lip-sync": _check_lip_sync,
     "/kling/talking-photo": _check_talking_photo,
+    "/kling/goods-studio": _check_goods_studio,
+    "/kling/video-commerce": _check_video_commerce,
 }
 
 GENERATION_PATHS = tuple(_ENDPOINT_CHECKS)
@@ -97,27 +283,29 @@ def _require_any(body: Json, *names: str) -> str | None:
     return None if any(_present(body, name) for name in names) else f"{' or '.join(names)} is required"
 
 
-def _require_choice(body: Json, name: str, choices: tuple[str, ...]) -> str | None:
-    if body.get(name) in choices:
+def _require_choice(body: Json, name: str, choices: tuple[object, ...], prefix: str = "") -> str | None:
+    value = body.get(name)
+    if not isinstance(value, bool) and value in choices:
         return None
-    return f"{name} must be one of {', '.join(choices)} (got {_shown(body.get(name))})"
+    return f"{prefix}{name} must be one of {', '.join(map(str, choices))} (got {_shown(value)})"
 
 
 def _check_duration(body: Json) -> str | None:
     duration = body.get("duration")
-    if duration is None or _is_whole_number(duration):
+    if duration is None or _whole_number(duration) is not None:
         return None
     return f"duration must be a whole number of seconds (got {_shown(duration)})"
 
 
-def _is_whole_number(value: object) -> bool:
+def _whole_number(value: object) -> int | None:
+    """`value` as a whole number of seconds (5, 5.0 and "5" alike), or None when it is not one."""
     if isinstance(value, bool):
-        return False
+        return None
     if isinstance(value, int):
-        return True
-    if isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, str) and value.isdecimal()
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return int(value) if isinstance(value, str) and value.isdecimal() else None
 
 
 def _check_fields(body: Json, prefix: str = "") -> str | None:
@@ -156,6 +344,11 @@ def _url_problem(field: str, value: object) -> str | None:
     return None
 
 
+def task_id_problem(field: str, value: object) -> str | None:
+    """What is wrong with `value` as a task id, the `/kling/tasks` field `field`, or None."""
+    return _id_problem(field, value)
+
+
 def _id_problem(field: str, value: object) -> str | None:
     if isinstance(value, str) and _ID.fullmatch(value):
         return None
@@ -173,6 +366,12 @@ def _list_problem(field: str, value: object) -> str | None:
             return problem
     return None
 
+
+_CONTENT_CHECKS: dict[str, Callable[[str, object], str | None]] = {
+    "url": _url_problem,
+    "id": _id_problem,
+    "text": _prompt_problem,
+}
 
 _FIELD_CHECKS: dict[str, Callable[[str, object], str | None]] = {
     **dict.fromkeys(PROMPT_FIELDS, _prompt_problem),
