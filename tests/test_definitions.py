@@ -54,7 +54,8 @@ async def test_schemas_carry_no_generated_titles_refs_or_null_wrappers(client: C
         for schema in (tool.input_schema, tool.output_schema or {}):
             for node in schema_nodes(schema):
                 assert "title" not in node, (tool.name, node)
-                assert "$ref" not in node and "$defs" not in node, (tool.name, node)
+                assert "$ref" not in node, (tool.name, node)
+                assert "$defs" not in node, (tool.name, node)
                 assert {"type": "null"} not in node.get("anyOf", []), (tool.name, node)
         assert all(node.get("default", 0) is not None for node in schema_nodes(tool.input_schema)), tool.name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from .faults import Fault, FaultMiddleware, FaultOrder, FaultPlan
 from .media import SignedLinks, media_response, padded_video, refused_link, sample_video
 from .tasks import EmulatedTask, new_task
 from .uploads import FileHosting
-from .validation import GENERATION_PATHS, problem_with
+from .validation import GENERATION_PATHS, MAX_BODY_DEPTH, problem_with, task_id_problem, task_ids_problem, too_deep
 from .wire import Json, error_response, new_id
 
 logger = logging.getLogger("kling_mcp.emulator")
@@ -131,6 +132,9 @@ class Emulator:
     def _retrieve(self, task_id: object, media_base_url: str) -> Response:
         if not isinstance(task_id, str) or not task_id:
             return error_response(400, "bad_request", "id is required: the task_id a generation answered")
+        problem = task_id_problem("id", task_id)
+        if problem is not None:
+            return error_response(400, "bad_request", problem)
         self.queried_ids.append([task_id])
         task = self.tasks.get(task_id)
         if task is None:
@@ -138,8 +142,10 @@ class Emulator:
         return JSONResponse({**self._task_object(task, time.time(), media_base_url), "trace_id": new_id()})
 
     def _retrieve_batch(self, ids: object, media_base_url: str) -> Response:
-        if not isinstance(ids, list) or not all(isinstance(task_id, str) for task_id in ids):
-            return error_response(400, "bad_request", "ids is required: a list of task ids")
+        problem = task_ids_problem(ids)
+        if problem is not None:
+            return error_response(400, "bad_request", problem)
+        assert isinstance(ids, list)
         self.queried_ids.append(list(ids))
         now = time.time()
         items = [
@@ -192,8 +198,13 @@ class Emulator:
         denied = self._check_token(request.headers.get("authorization"))
         if denied is not None:
             return denied
+        raw = await request.body()
+        if too_deep(raw):
+            return error_response(
+                400, "bad_request", f"the request body is nested more than {MAX_BODY_DEPTH} levels deep"
+            )
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
             return error_response(400, "bad_request", "the request body is not valid JSON")
         if not isinstance(body, dict):

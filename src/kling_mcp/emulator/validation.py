@@ -124,7 +124,8 @@ def _shots_problem(shots: object, duration: object) -> str | None:
             got = _shown(shot.get("duration"))
             return f"{field}.duration must be a whole number of seconds, at least 1 (got {got})"
     total = sum(int(shot["duration"]) for shot in shots)
-    if total != _whole_number(duration):
+    expected = _whole_number(duration)  # one that is not a whole number is _check_duration's to refuse
+    if expected is not None and total != expected:
         return f"the shots' durations add up to {total} s, not duration ({_shown(duration)} s)"
     return None
 
@@ -345,8 +346,16 @@ def _url_problem(field: str, value: object) -> str | None:
 
 
 def task_id_problem(field: str, value: object) -> str | None:
-    """What is wrong with `value` as a task id, the `/kling/tasks` field `field`, or None."""
+    """What is wrong with `value` as the task id `field` of a `/kling/tasks` query, or None."""
     return _id_problem(field, value)
+
+
+def task_ids_problem(ids: object) -> str | None:
+    """What is wrong with `ids`, the task ids of a `retrieve_batch` query, or None."""
+    if not isinstance(ids, list):
+        return "ids is required: a list of task ids"
+    problems = (_id_problem(f"ids[{index}]", task_id) for index, task_id in enumerate(ids))
+    return next((problem for problem in problems if problem is not None), None)
 
 
 def _id_problem(field: str, value: object) -> str | None:
