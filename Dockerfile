@@ -1,4 +1,5 @@
-# kling-mcp as a container: MCP over stdio (run it with `docker run -i`).
+# kling-mcp as a container: MCP over stdio (run it with `docker run -i`), or hosted for a team with
+# `--transport http` (compose.yaml runs two replicas on Postgres).
 #   docker build -t kling-mcp .
 #   docker run -i --rm -e ACEDATACLOUD_API_TOKEN -v "$HOME/Videos/Kling:/videos" kling-mcp
 FROM python:3.12-slim
@@ -11,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /build
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN pip install . \
+RUN pip install ".[postgres]" \
     && useradd --create-home --uid 10001 kling \
     && mkdir -p /videos \
     && chown kling /videos \

@@ -18,7 +18,14 @@ from kling_mcp.settings import Settings
 
 API = "https://api.test"
 TOKEN = "sk-test-4f9c2a7e-secret"
-GENERATION_PATHS = ("/kling/videos", "/kling/motion", "/kling/lip-sync", "/kling/talking-photo")
+GENERATION_PATHS = (
+    "/kling/videos",
+    "/kling/motion",
+    "/kling/lip-sync",
+    "/kling/talking-photo",
+    "/kling/goods-studio",
+    "/kling/video-commerce",
+)
 
 
 @pytest.fixture

@@ -155,6 +155,25 @@ async def test_the_same_generation_while_the_first_runs_answers_with_the_running
     assert len(emulator.submissions) == 4
 
 
+async def test_a_duplicate_with_a_local_file_is_answered_even_at_the_concurrent_limit(tmp_path: Path) -> None:
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    cat = pictures / "cat.png"
+    cat.write_bytes(media.png())
+    emulator = Emulator(task_seconds=5)
+    arguments = {"prompt": "it blinks", "start_image_url": str(cat), "timeout": 0}
+    async with (
+        emulated(emulator, tmp_path, max_concurrent_tasks=1, input_dirs=(pictures,)) as settings,
+        connect(settings) as client,
+    ):
+        first = await call(client, "kling_generate_video_from_image", arguments)
+        again = await call(client, "kling_generate_video_from_image", arguments)
+    assert not again.is_error, text_of(again)
+    assert structured(again)["task_id"] == structured(first)["task_id"]
+    assert "An identical request started" in text_of(again)
+    assert (len(emulator.submissions), emulator.uploads.received_count) == (1, 1)
+
+
 async def test_a_finished_task_is_no_duplicate(tmp_path: Path) -> None:
     emulator = Emulator(task_seconds=0.1)
     async with emulated(emulator, tmp_path) as settings, connect(settings) as client:

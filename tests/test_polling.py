@@ -20,6 +20,9 @@ MIN_INTERVAL = 0.05
 class ScriptedClient:
     """Answers retrieve_batch from a dict of states; records when each request was made."""
 
+    token = None
+    """As the server's own client: one token for every task."""
+
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
         self.requests: list[tuple[float, list[str]]] = []

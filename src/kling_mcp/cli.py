@@ -31,6 +31,29 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run against a built-in emulator of the API: no token, no cost, fake videos (also KLING_DEMO=1)",
     )
+    cli.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (default: one user, for a desktop client) or http: MCP's streamable HTTP at /mcp for "
+        "a team, each request with its user's token (Authorization: Bearer ...)",
+    )
+    cli.add_argument("--host", default="127.0.0.1", help="with --transport http: address (default 127.0.0.1)")
+    cli.add_argument("--port", type=int, default=8000, help="with --transport http: port (default 8000)")
+    cli.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="with --transport http: a Host header to accept besides loopback (repeatable; PORT may be *)",
+    )
+    cli.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="with --transport http: a browser Origin to accept besides loopback (repeatable)",
+    )
     commands = cli.add_subparsers(dest="command", metavar="COMMAND")
     emulator = commands.add_parser("emulator", help="run a local emulator of the Kling API over HTTP")
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -84,11 +107,29 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(anyio.run(functools.partial(run_doctor, settings, demo=args.demo)))
     if args.demo:
         settings = dataclasses.replace(settings, demo=True)
+    if args.transport == "http":
+        _serve_http(settings, args)
+        return
 
     from kling_mcp.server import serve
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, settings)
+
+
+def _serve_http(settings: Settings, args: argparse.Namespace) -> None:
+    from kling_mcp.hosting import serve_http
+
+    # Hosted: many users, each with their own token; no local files in, no videos saved on this disk.
+    hosted = dataclasses.replace(settings, hosted=True, auto_download=False)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_http(
+            hosted,
+            host=args.host,
+            port=args.port,
+            allowed_hosts=args.allow_host,
+            allowed_origins=args.allow_origin,
+        )
 
 
 def _settings() -> Settings:

@@ -9,6 +9,7 @@ Two rules shape it (shared/kling-api.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -133,6 +134,15 @@ class KlingClient:
         self._headers = {"accept": "application/json"}
         if self._token:
             self._headers["authorization"] = f"Bearer {self._token}"
+
+    @property
+    def token(self) -> str | None:
+        """Whose requests these are (a poller groups tasks by it); never to be logged or shown."""
+        return self._token
+
+    def with_token(self, token: str) -> KlingClient:
+        """A client on the same pool whose requests carry `token` (a hosted request's own)."""
+        return KlingClient(dataclasses.replace(self._settings, api_token=token), self._pool)
 
     async def aclose(self) -> None:
         if self._own_pool:

@@ -14,13 +14,21 @@ keyed hash of the user's token in a hosted mode), and no read or write crosses o
 
 Opening never fails: a damaged journal is moved aside and a fresh one started, and when
 the data directory cannot be written the journal lives in memory, with a warning.
+
+`TaskJournal` is what callers type against; `Journal` (here) and `PostgresJournal`
+(journal_pg.py, for replicas sharing one database) implement it with the same SQL, and
+`open_journal` picks one. Leases let several processes share the work: a process `hold`s the
+tasks it polls, `claim_unfinished` hands the tasks of a process that died (its leases
+expired) to one other process, and a task's final state releases its lease.
 """
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
@@ -28,7 +36,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
     from kling_mcp.client import TaskStatus
 
 JOURNAL_FILE = "journal.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 5.0
 STALE_SUBMISSION_SECONDS = 60.0
 """A submission without the API's answer after this long: the process died while sending it."""
@@ -51,6 +59,7 @@ JournalState = Literal["submitting", "maybe_started", "not_started", "running", 
 PollState = Literal["running", "succeeded", "failed"]
 ACTIVE_STATES = ("submitting", "maybe_started", "running")
 TERMINAL_STATES = ("succeeded", "failed")
+SECRET_BYTES = 32
 
 # A key is secret when, lowercased and without separators, it contains one of these.
 SECRET_KEY_PARTS = ("token", "authorization", "apikey", "secret", "password", "cookie", "credential")
@@ -91,6 +100,9 @@ class TaskRecord:
     prompt: str | None
     model: str | None
     mode: str | None
+    holder: str | None = None
+    """The process that polls this task while its lease lasts (None: nobody)."""
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,10 @@ class CursorError(ValueError):
     """A list cursor that this journal did not give out."""
 
 
+class JournalUnavailableError(RuntimeError):
+    """The journal's database cannot be used; the message names it (never its password) and the fix."""
+
+
 class _Unusable(Exception):
     """The journal file cannot be used; the message says why."""
 
@@ -155,7 +171,12 @@ def body_hash(body: Mapping[str, Any]) -> str:
 
 # --- Schema and opening -------------------------------------------------------------------
 
-_SCHEMA = (
+_SECRETS_TABLE = """CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_at REAL NOT NULL
+    )"""
+SCHEMA = (
     """CREATE TABLE tasks (
         entry_id TEXT PRIMARY KEY,
         owner TEXT NOT NULL DEFAULT '',
@@ -179,7 +200,9 @@ _SCHEMA = (
         download_error TEXT,
         prompt TEXT,
         model TEXT,
-        mode TEXT
+        mode TEXT,
+        holder TEXT,
+        lease_until REAL
     )""",
     "CREATE INDEX tasks_by_owner_time ON tasks (owner, created_at, entry_id)",
     "CREATE INDEX tasks_by_task_id ON tasks (task_id)",
@@ -193,11 +216,29 @@ _SCHEMA = (
         uploaded_at REAL NOT NULL,
         PRIMARY KEY (owner, sha256)
     )""",
+    _SECRETS_TABLE,
 )
+"""The current schema in SQLite's words; journal_pg.py translates its types for PostgreSQL."""
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE tasks ADD COLUMN holder TEXT",
+        "ALTER TABLE tasks ADD COLUMN lease_until REAL",
+        _SECRETS_TABLE,
+    ),
+}
+"""The statements that bring a journal of schema version N to N + 1."""
+_LEASE_COLUMNS = {"holder", "lease_until"}
 _TABLE_COLUMNS = {
     "tasks": {field.name for field in fields(TaskRecord)},
     "uploads": {"owner", "sha256", "url", "size", "mime", "uploaded_at"},
+    "secrets": {"name", "value", "created_at"},
 }
+
+
+def _expected_columns(version: int) -> dict[str, set[str]]:
+    if version == 1:
+        return {"tasks": _TABLE_COLUMNS["tasks"] - _LEASE_COLUMNS, "uploads": _TABLE_COLUMNS["uploads"]}
+    return _TABLE_COLUMNS
 
 
 def _open(data_dir: Path) -> tuple[sqlite3.Connection, Path | None]:
@@ -262,24 +303,26 @@ def _check(db: sqlite3.Connection) -> None:
         )
     if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
         return
-    if version != SCHEMA_VERSION:
+    if version not in range(1, SCHEMA_VERSION + 1):
         raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
-    for table, expected in _TABLE_COLUMNS.items():
+    for table, expected in _expected_columns(version).items():
         columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
         if not expected <= columns:
             raise _Damaged(f"table {table} lacks {', '.join(sorted(expected - columns))}")
 
 
 def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
-    """Switch `db` to WAL and give a new file the schema; `db` is closed if that fails."""
+    """Switch `db` to WAL and give it the current schema; `db` is closed if that fails."""
     try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")  # two processes setting up a new file at once: one creates the schema
+        db.execute("BEGIN IMMEDIATE")  # two processes setting up a file at once: one creates or migrates
         with db:
-            if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SCHEMA:
-                    db.execute(statement)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            steps = [SCHEMA] if version == 0 else [_MIGRATIONS[old] for old in range(version, SCHEMA_VERSION)]
+            for statement in (statement for step in steps for statement in step):
+                db.execute(statement)
+            if steps:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.close()
@@ -302,21 +345,33 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-# --- Queries ------------------------------------------------------------------------------
+# --- Queries, in the SQL that SQLite and PostgreSQL share ---------------------------------
+# Parameters are `:name`. A parameter only tested for NULL is CAST, so that PostgreSQL knows its type.
 
+_TERMINAL_SQL = ", ".join(repr(state) for state in TERMINAL_STATES)
+_ACTIVE_SQL = f"state IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
 _STATE_SQL = (
     "CASE WHEN state = 'submitting' AND created_at < :stale_before THEN 'maybe_started' ELSE state END"
 )
 """The state as read: a submission still waiting for its answer after a minute may have started."""
+_COLUMNS = ", ".join(field.name for field in fields(TaskRecord))
 _SELECT_TASKS = "SELECT {columns}, {state} AS state FROM tasks".format(
     columns=", ".join(field.name for field in fields(TaskRecord) if field.name != "state"), state=_STATE_SQL
 )
-_ACTIVE_SQL = f"state IN ({', '.join(repr(state) for state in ACTIVE_STATES)})"
-_RECORD_STATUS = """
+_OF_OWNER = "(CAST(:owner AS TEXT) IS NULL OR owner = :owner)"
+"""The rows of `owner`, or every owner's when it is None."""
+_UNFINISHED_SQL = f"state = 'running' AND task_id IS NOT NULL AND {_OF_OWNER}"
+_LEASE_FREE_SQL = "(holder IS NULL OR lease_until <= :now)"
+
+
+def _record_status_sql(is_distinct_from: str) -> str:
+    """Write only rows that changed; a late "running" (another process's tick) never undoes a result."""
+    return f"""
     UPDATE tasks SET
         state = :state,
         upstream_state = :upstream_state,
-        link_fetched_at = CASE WHEN :video_url IS NOT NULL AND video_url IS NOT :video_url
+        link_fetched_at = CASE WHEN CAST(:video_url AS TEXT) IS NOT NULL
+                               AND video_url {is_distinct_from} :video_url
                           THEN :now ELSE link_fetched_at END,
         video_url = COALESCE(:video_url, video_url),
         video_id = COALESCE(:video_id, video_id),
@@ -324,32 +379,50 @@ _RECORD_STATUS = """
         trace_id = COALESCE(:trace_id, trace_id),
         error_code = COALESCE(:error_code, error_code),
         error_message = COALESCE(:error_message, error_message),
+        holder = CASE WHEN :state IN ({_TERMINAL_SQL}) THEN NULL ELSE holder END,
+        lease_until = CASE WHEN :state IN ({_TERMINAL_SQL}) THEN NULL ELSE lease_until END,
         updated_at = :now
     WHERE task_id = :task_id
-        AND (state IS NOT :state OR upstream_state IS NOT :upstream_state
-             OR (:video_url IS NOT NULL AND video_url IS NOT :video_url))
-        AND NOT (:state = 'running' AND state IN ({terminal}))
-""".format(terminal=", ".join(repr(state) for state in TERMINAL_STATES))
-"""Only rows that changed are written; a late "running" (another process's tick) never undoes a result."""
+        AND (state {is_distinct_from} :state OR upstream_state {is_distinct_from} :upstream_state
+             OR (CAST(:video_url AS TEXT) IS NOT NULL AND video_url {is_distinct_from} :video_url))
+        AND NOT (:state = 'running' AND state IN ({_TERMINAL_SQL}))
+    """
 
 
-class Journal:
-    """The task journal; `await Journal.open(settings.data_dir)` at start, `aclose()` at the end."""
+def _claim_sql(lock_rows: str) -> str:
+    """Lease the oldest unfinished tasks whose lease is free; `lock_rows` keeps concurrent claims apart."""
+    return f"""
+    UPDATE tasks SET holder = :holder, lease_until = :until
+    WHERE entry_id IN (
+        SELECT entry_id FROM tasks WHERE {_UNFINISHED_SQL} AND {_LEASE_FREE_SQL}
+        ORDER BY created_at, entry_id LIMIT :limit {lock_rows}
+    )
+    RETURNING {_COLUMNS}
+    """
 
-    def __init__(self, db: sqlite3.Connection, path: Path | None, clock: Clock) -> None:
-        self._db = db
-        self.path = path
-        """The database file, or None when the journal lives in memory."""
+
+class TaskJournal(abc.ABC):
+    """The task journal, whichever database holds it: open it with `open_journal`, `aclose()` it at the end.
+
+    Every row has an owner; no read or write crosses owners. Task ids are the API's, unique
+    across owners, so the writes of the poller (statuses, leases) name none.
+    """
+
+    path: Path | None
+    """The SQLite file, or None when the journal is in memory or in PostgreSQL."""
+    _RECORD_STATUS: ClassVar[str]
+    _CLAIM: ClassVar[str]
+
+    def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._limiter = anyio.CapacityLimiter(1)
+        self._secrets: dict[str, bytes] = {}
 
-    @classmethod
-    async def open(cls, data_dir: Path, *, clock: Clock = time.time) -> Journal:
-        db, path = await anyio.to_thread.run_sync(_open, data_dir)
-        return cls(db, path, clock)
+    @abc.abstractmethod
+    async def aclose(self) -> None: ...
 
-    async def aclose(self) -> None:
-        await self._run(self._db.close)
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise `JournalUnavailableError` unless the database answers."""
 
     # --- Submissions ---
 
@@ -425,12 +498,13 @@ class Journal:
     # --- What the poller and the downloads learn ---
 
     async def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
-        """Record one poll tick's news in one transaction. Task ids are the API's, unique across owners."""
+        """Record one poll tick's news in one transaction; a final state releases the task's lease."""
         if not updates:
             return
         now = self._clock()
-        rows = [{**_as_row(update), "now": now} for update in updates]
-        await self._write(_RECORD_STATUS, *rows)
+        # Rows locked in one order by every process: two ticks sharing tasks cannot deadlock.
+        rows = [{**_as_row(update), "now": now} for update in sorted(updates, key=lambda u: u.task_id)]
+        await self._write(self._RECORD_STATUS, *rows)
 
     async def record_file(self, task_id: str, path: Path, *, owner: str = "") -> None:
         await self._write(
@@ -444,6 +518,51 @@ class Journal:
             "UPDATE tasks SET download_error = :message, updated_at = :now "
             "WHERE task_id = :task_id AND owner = :owner",
             {"message": message, "now": self._clock(), "task_id": task_id, "owner": owner},
+        )
+
+    # --- Leases: which process polls which task ---
+
+    async def hold(self, task_ids: Sequence[str], *, holder: str, lease_seconds: float) -> list[str]:
+        """Take or renew `holder`'s lease on these unfinished tasks; the ids it now holds, in order.
+
+        A task another holder has a live lease on is skipped, and so is a finished one.
+        """
+        if not task_ids:
+            return []
+        now = self._clock()
+        ids = {f"task{index}": task_id for index, task_id in enumerate(dict.fromkeys(task_ids))}
+        rows = await self._write_returning(
+            "UPDATE tasks SET holder = :holder, lease_until = :until "
+            f"WHERE task_id IN ({', '.join(':' + key for key in ids)}) AND state NOT IN ({_TERMINAL_SQL}) "
+            "AND (holder IS NULL OR holder = :holder OR lease_until <= :now) RETURNING task_id",
+            {**ids, "holder": holder, "until": now + lease_seconds, "now": now},
+        )
+        held = {row["task_id"] for row in rows}
+        return [task_id for task_id in ids.values() if task_id in held]
+
+    async def claim_unfinished(
+        self, *, owner: str | None, holder: str, lease_seconds: float, limit: int = 100
+    ) -> list[TaskRecord]:
+        """Lease to `holder` the unfinished tasks (of `owner`, or every owner's) nobody holds, oldest first.
+
+        Atomic: two processes claiming at once never get the same task.
+        """
+        now = self._clock()
+        rows = await self._write_returning(
+            self._CLAIM,
+            {"owner": owner, "holder": holder, "until": now + lease_seconds, "now": now, "limit": limit},
+        )
+        return sorted(map(_record, rows), key=lambda record: (record.created_at, record.entry_id))
+
+    async def release(self, task_ids: Sequence[str], *, holder: str) -> None:
+        """Give up `holder`'s leases on these tasks (another holder's stay)."""
+        if not task_ids:
+            return
+        ids = {f"task{index}": task_id for index, task_id in enumerate(task_ids)}
+        await self._write(
+            "UPDATE tasks SET holder = NULL, lease_until = NULL "
+            f"WHERE task_id IN ({', '.join(':' + key for key in ids)}) AND holder = :holder",
+            {**ids, "holder": holder},
         )
 
     # --- Reading tasks ---
@@ -503,11 +622,7 @@ class Journal:
 
     async def unfinished(self, *, owner: str | None = None) -> list[TaskRecord]:
         """Running tasks the API knows (they have a task id), oldest first; every owner's by default."""
-        return await self._tasks(
-            "state = 'running' AND task_id IS NOT NULL AND (:owner IS NULL OR owner = :owner) "
-            "ORDER BY created_at",
-            {"owner": owner},
-        )
+        return await self._tasks(f"{_UNFINISHED_SQL} ORDER BY created_at", {"owner": owner})
 
     async def undownloaded(self, *, owner: str = "") -> list[TaskRecord]:
         """Succeeded tasks whose video was not saved yet, oldest first."""
@@ -524,15 +639,16 @@ class Journal:
             "AND state != 'not_started' ORDER BY created_at",
             {"owner": owner, "since": since},
         )
-        return [row[0] for row in rows]
+        return [float(row["created_at"]) for row in rows]
 
     async def running_count(self, *, owner: str = "") -> int:
         """Tasks submitted in the last ACTIVE_SECONDS that have not finished (or may have started)."""
         rows = await self._query(
-            f"SELECT count(*) FROM tasks WHERE owner = :owner AND created_at >= :since AND {_ACTIVE_SQL}",
+            "SELECT count(*) AS running FROM tasks "
+            f"WHERE owner = :owner AND created_at >= :since AND {_ACTIVE_SQL}",
             {"owner": owner, "since": self._clock() - ACTIVE_SECONDS},
         )
-        return int(rows[0][0])
+        return int(rows[0]["running"])
 
     # --- Uploaded local files ---
 
@@ -542,14 +658,80 @@ class Journal:
             "SELECT url FROM uploads WHERE owner = :owner AND sha256 = :sha256",
             {"owner": owner, "sha256": sha256},
         )
-        return str(rows[0][0]) if rows else None
+        return str(rows[0]["url"]) if rows else None
 
     async def remember_upload(self, sha256: str, url: str, *, size: int, mime: str, owner: str = "") -> None:
         await self._write(
-            "INSERT OR REPLACE INTO uploads (owner, sha256, url, size, mime, uploaded_at) "
-            "VALUES (:owner, :sha256, :url, :size, :mime, :now)",
+            "INSERT INTO uploads (owner, sha256, url, size, mime, uploaded_at) "
+            "VALUES (:owner, :sha256, :url, :size, :mime, :now) ON CONFLICT (owner, sha256) DO UPDATE "
+            "SET url = excluded.url, size = excluded.size, mime = excluded.mime, "
+            "uploaded_at = excluded.uploaded_at",
             {"owner": owner, "sha256": sha256, "url": url, "size": size, "mime": mime, "now": self._clock()},
         )
+
+    # --- Secrets shared by every process on the database ---
+
+    async def shared_secret(self, name: str) -> bytes:
+        """The random secret called `name`, made by whichever process asked first, the same for all.
+
+        The key of the keyed hash that turns a user's token into an owner id.
+        """
+        if name not in self._secrets:
+            await self._write(
+                "INSERT INTO secrets (name, value, created_at) VALUES (:name, :value, :now) "
+                "ON CONFLICT (name) DO NOTHING",
+                {"name": name, "value": os.urandom(SECRET_BYTES), "now": self._clock()},
+            )
+            rows = await self._query("SELECT value FROM secrets WHERE name = :name", {"name": name})
+            self._secrets[name] = bytes(rows[0]["value"])
+        return self._secrets[name]
+
+    # --- What each database does ---
+
+    @abc.abstractmethod
+    async def _write(self, sql: str, *rows: Mapping[str, Any]) -> None:
+        """Run `sql` once per row, all in one write transaction."""
+
+    @abc.abstractmethod
+    async def _write_returning(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Run one writing statement with a RETURNING clause in its own transaction; the rows it returned."""
+
+    @abc.abstractmethod
+    async def _query(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]: ...
+
+    async def _tasks(self, where: str, params: Mapping[str, Any]) -> list[TaskRecord]:
+        stale_before = self._clock() - STALE_SUBMISSION_SECONDS
+        rows = await self._query(f"{_SELECT_TASKS} WHERE {where}", {**params, "stale_before": stale_before})
+        return [_record(row) for row in rows]
+
+
+class Journal(TaskJournal):
+    """The SQLite journal; `await Journal.open(settings.data_dir)` at start, `aclose()` at the end."""
+
+    _RECORD_STATUS = _record_status_sql("IS NOT")
+    _CLAIM = _claim_sql("")  # BEGIN IMMEDIATE already keeps every other writer out
+
+    def __init__(self, db: sqlite3.Connection, path: Path | None, clock: Clock) -> None:
+        super().__init__(clock)
+        self._db = db
+        self.path = path
+        self._limiter = anyio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, data_dir: Path, *, clock: Clock = time.time) -> Journal:
+        db, path = await anyio.to_thread.run_sync(_open, data_dir)
+        return cls(db, path, clock)
+
+    async def aclose(self) -> None:
+        await self._run(self._db.close)
+
+    async def ping(self) -> None:
+        try:
+            await self._query("SELECT 1", {})
+        except sqlite3.Error as error:
+            raise JournalUnavailableError(
+                f"The task journal {self.path or '(in memory)'} fails: {error}"
+            ) from error
 
     # --- Running sqlite in the worker thread ---
 
@@ -558,8 +740,6 @@ class Journal:
         return await anyio.to_thread.run_sync(work, *args, limiter=self._limiter)
 
     async def _write(self, sql: str, *rows: Mapping[str, Any]) -> None:
-        """Run `sql` once per row, all in one write transaction."""
-
         def write() -> None:
             self._db.execute("BEGIN IMMEDIATE")  # take the write lock first: no upgrade deadlock
             with self._db:
@@ -567,19 +747,44 @@ class Journal:
 
         await self._run(write)
 
-    async def _query(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
-        return await self._run(lambda: self._db.execute(sql, params).fetchall())
+    async def _write_returning(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        def write() -> list[sqlite3.Row]:
+            self._db.execute("BEGIN IMMEDIATE")
+            with self._db:
+                return self._db.execute(sql, params).fetchall()
 
-    async def _tasks(self, where: str, params: Mapping[str, Any]) -> list[TaskRecord]:
-        stale_before = self._clock() - STALE_SUBMISSION_SECONDS
-        rows = await self._query(f"{_SELECT_TASKS} WHERE {where}", {**params, "stale_before": stale_before})
-        return [_record(row) for row in rows]
+        return [dict(row) for row in await self._run(write)]
+
+    async def _query(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
+        return [dict(row) for row in rows]
 
 
-def _record(row: sqlite3.Row) -> TaskRecord:
-    values = dict(row)
-    values["body"] = json.loads(values["body"])
-    return TaskRecord(**values)
+async def open_journal(
+    data_dir: Path, database_url: str | None = None, *, clock: Clock = time.time
+) -> TaskJournal:
+    """The journal in PostgreSQL at `database_url` when there is one, else the SQLite one in `data_dir`.
+
+    Raises `JournalUnavailableError` when the database cannot be used: a server sharing one must not
+    pretend to keep tasks it cannot.
+    """
+    if not database_url:
+        return await Journal.open(data_dir, clock=clock)
+    try:
+        from kling_mcp.journal_pg import PostgresJournal
+    except ModuleNotFoundError as error:
+        if error.name not in ("psycopg", "psycopg_pool"):
+            raise
+        raise JournalUnavailableError(
+            "KLING_DATABASE_URL is set, but psycopg is not installed: install kling-mcp[postgres] "
+            '(pip install "kling-mcp[postgres]"), or unset KLING_DATABASE_URL to keep the journal in '
+            f"{data_dir}."
+        ) from None
+    return await PostgresJournal.open(database_url, clock=clock)
+
+
+def _record(row: Mapping[str, Any]) -> TaskRecord:
+    return TaskRecord(**{**row, "body": json.loads(row["body"])})
 
 
 def _as_row(update: StatusUpdate) -> dict[str, Any]:

@@ -4,11 +4,18 @@ Every status the poller sees is written to the journal; a task that succeeds has
 into the output directory (unless KLING_AUTO_DOWNLOAD=0); and on start the tasks a stopped
 server left running are followed again, and finished videos it never saved are saved. So a
 video that was paid for reaches the disk even when the call that asked for it is long gone.
+
+Replicas of a hosted server share the journal, and leases keep them from polling one task
+twice: a call holds the lease of the task it waits for, and a user's next request on any
+replica takes over that user's unfinished tasks whose lease has run out (their replica died),
+bringing them up to date with that request's token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,13 +26,17 @@ from anyio.abc import TaskGroup
 if TYPE_CHECKING:
     from kling_mcp.downloads import Downloader
 
+from kling_mcp.callers import Caller
 from kling_mcp.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
 from kling_mcp.errors import KlingError
-from kling_mcp.journal import Journal, StatusUpdate, TaskRecord
+from kling_mcp.journal import StatusUpdate, TaskJournal, TaskRecord
 from kling_mcp.logs import logger
 from kling_mcp.polling import TaskPoller
 
 OnSaveProgress = Callable[[int, int | None], Awaitable[None]]
+LEASE_MARGIN_SECONDS = 30.0
+"""How long past its wait a call's lease lasts: a replica that dies frees its tasks this soon."""
+TAKE_OVER_LEASE_SECONDS = QUERY_BUDGET + LEASE_MARGIN_SECONDS
 
 
 class SaveError(Exception):
@@ -49,7 +60,7 @@ class Saving:
 class TaskKeeper:
     def __init__(
         self,
-        journal: Journal,
+        journal: TaskJournal,
         client: KlingClient,
         poller: TaskPoller,
         background: TaskGroup,
@@ -67,6 +78,8 @@ class TaskKeeper:
         self._background = background
         self._auto_download = auto_download
         self._saving: dict[str, Saving] = {}
+        self.holder = uuid.uuid4().hex
+        """This server's name on the leases it holds."""
         poller.on_statuses = self.observe
 
     async def resume(self) -> None:
@@ -84,6 +97,37 @@ class TaskKeeper:
                 len(unfinished),
                 len(undownloaded),
             )
+
+    @asynccontextmanager
+    async def leased(self, task_id: str, *, seconds: float) -> AsyncIterator[bool]:
+        """Hold `task_id`'s lease for about `seconds` (a call's wait): yields whether it is held."""
+        held = await self.journal.hold(
+            [task_id], holder=self.holder, lease_seconds=seconds + LEASE_MARGIN_SECONDS
+        )
+        try:
+            yield bool(held)
+        finally:
+            if held:
+                with anyio.CancelScope(shield=True):
+                    await self.journal.release(held, holder=self.holder)
+
+    async def take_over(self, caller: Caller) -> None:
+        """Bring up to date, with `caller`'s token, the caller's tasks that no replica watches."""
+        claimed = await self.journal.claim_unfinished(
+            owner=caller.owner, holder=self.holder, lease_seconds=TAKE_OVER_LEASE_SECONDS
+        )
+        task_ids = [record.task_id for record in claimed if record.task_id]
+        if not task_ids:
+            return
+        try:
+            deadline = anyio.current_time() + QUERY_BUDGET
+            await self.observe(await caller.client.retrieve_batch(task_ids, deadline=deadline))
+            logger.info("Took over %d task(s) no replica was watching", len(task_ids))
+        except KlingError as error:
+            logger.warning("Could not bring %d unwatched task(s) up to date: %s", len(task_ids), error)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.journal.release(task_ids, holder=self.holder)
 
     async def observe(self, statuses: dict[str, TaskStatus]) -> None:
         """Record what a poll or a lookup saw; save each video that just became ready."""

@@ -46,6 +46,8 @@ def interval_for(age: float, min_interval: float) -> float:
 class _Watch:
     task_id: str
     since: float
+    client: KlingClient
+    """Whose token checks this task (a hosted server polls each user's tasks with their own)."""
     polled: bool = False
     status: TaskStatus | None = None
     error: KlingError | None = None
@@ -71,33 +73,43 @@ class TaskPoller:
         self._last_tick = float("-inf")
         self._failures = 0
         self._backoff_until = float("-inf")
+        self._stopping = False
 
     @property
     def pending(self) -> set[str]:
         return {watch.task_id for watch in self._watches}
 
-    def follow(self, task_id: str) -> None:
+    def follow(self, task_id: str, client: KlingClient | None = None) -> None:
         """Keep checking `task_id` until it is done, with no call waiting for it."""
         if task_id not in self._followed:
-            watch = self._followed[task_id] = _Watch(task_id, anyio.current_time())
+            watch = self._followed[task_id] = _Watch(task_id, anyio.current_time(), client or self._client)
             self._watches.add(watch)
             self._changed.set()
 
-    async def wait(self, task_id: str, *, deadline: float, on_tick: OnTick) -> TaskStatus | None:
+    def stop_waiting(self) -> None:
+        """Answer every waiting call now with what it knows: the server is shutting down."""
+        self._stopping = True
+        for watch in self._watches:
+            watch.updated.set()
+
+    async def wait(
+        self, task_id: str, *, deadline: float, on_tick: OnTick, client: KlingClient | None = None
+    ) -> TaskStatus | None:
         """Wait until `task_id` is done or `deadline` passes; return the last status seen.
 
-        `on_tick` hears every tick's news while the task runs. A non-transient query error
-        (a revoked token, say) is raised; transient ones are retried by the next ticks.
-        Cancelling the caller removes only this call's task from the poll.
+        `client` checks it (default: the server's own). `on_tick` hears every tick's news while
+        the task runs. A non-transient query error (a revoked token, say) is raised; transient
+        ones are retried by the next ticks. Cancelling the caller removes only this call's task
+        from the poll; `stop_waiting` ends every wait at once.
         """
-        watch = _Watch(task_id, anyio.current_time())
+        watch = _Watch(task_id, anyio.current_time(), client or self._client)
         self._watches.add(watch)
         self._changed.set()
         try:
-            while True:
+            while not self._stopping:
                 with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
                     await watch.updated.wait()
-                if not watch.updated.is_set():
+                if not watch.updated.is_set() or self._stopping:
                     return watch.status
                 watch.updated = anyio.Event()
                 if watch.error is not None and not watch.error.transient:
@@ -105,6 +117,7 @@ class TaskPoller:
                 if watch.status is not None and watch.status.done:
                     return watch.status
                 await on_tick(watch.status, watch.error)
+            return watch.status
         finally:
             self._watches.discard(watch)
 
@@ -134,11 +147,21 @@ class TaskPoller:
         return max(due, self._last_tick + self._min_interval, self._backoff_until)
 
     async def _tick(self) -> None:
-        watches = list(self._watches)
-        task_ids = sorted({watch.task_id for watch in watches})
         self._last_tick = anyio.current_time()
+        by_token: dict[str | None, list[_Watch]] = {}
+        for watch in self._watches:
+            by_token.setdefault(watch.client.token, []).append(watch)
+        seen: dict[str, TaskStatus] = {}
+        for watches in by_token.values():
+            seen |= await self._check(watches)
+        await self._tell(seen)
+        self._stop_following_finished()
+
+    async def _check(self, watches: list[_Watch]) -> dict[str, TaskStatus]:
+        """One status request for these watches (one token's), waking each with its news."""
+        task_ids = sorted({watch.task_id for watch in watches})
         try:
-            statuses = await self._client.retrieve_batch(
+            statuses = await watches[0].client.retrieve_batch(
                 task_ids, deadline=self._last_tick + QUERY_BUDGET, retry=False
             )
         except KlingError as error:
@@ -148,12 +171,11 @@ class TaskPoller:
             logger.warning("Status check failed (%s); next try in %.1f s", error.kind.value, delay)
             for watch in watches:
                 watch.update(None, error)
-            return
+            return {}
         self._failures = 0
         for watch in watches:
             watch.update(statuses.get(watch.task_id), None)
-        await self._tell(statuses)
-        self._stop_following_finished()
+        return statuses
 
     async def _tell(self, statuses: dict[str, TaskStatus]) -> None:
         if self.on_statuses is not None and statuses:

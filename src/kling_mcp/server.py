@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
 from kling_mcp import __version__
+from kling_mcp.callers import OWNER_KEY
 from kling_mcp.client import HttpPool, KlingClient
 from kling_mcp.local_files import ClientRoots
 from kling_mcp.logs import configure_logging, logger
@@ -35,33 +36,41 @@ kling_list_models tells what each model and tool does."""
 DEMO_TOKEN = "demo-token"
 
 
-def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> LazyToolsServer:
+class KlingServer(LazyToolsServer):
+    """The kling-mcp MCPServer; `state()` is its running state, for what gets no request context."""
+
+    def __init__(self, build_tools: Callable[[], Sequence[Tool]], **options: Any) -> None:
+        super().__init__(build_tools, **options)
+        self.states: list[AppState] = []
+
+    def state(self) -> AppState:
+        if not self.states:
+            raise RuntimeError("the kling-mcp server is not running")
+        return self.states[-1]
+
+
+def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> KlingServer:
     """The server, ready to run; `transport` lets tests route its HTTP calls."""
     configure_logging(settings.log_level)
+    roots = ClientRoots()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
             active = await stack.enter_async_context(_demo_api(settings)) if settings.demo else settings
             app = await stack.enter_async_context(_running(active, transport, roots))
-            running.append(app)
+            server.states.append(app)
             try:
                 yield app
             finally:
-                running.remove(app)
-
-    # The state of the running server, for what gets no request context (a static resource).
-    running: list[AppState] = []
-
-    roots = ClientRoots()
+                server.states.remove(app)
 
     def build_tools() -> list[Tool]:
         from kling_mcp.tools.catalog import build_tools
 
         return build_tools(settings)
 
-    roots = ClientRoots()
-    server = LazyToolsServer(
+    server = KlingServer(
         build_tools,
         name="kling-mcp",
         title="Kling video (AceDataCloud)",
@@ -74,7 +83,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
     )
     server.middleware.append(roots.watch)
     register_prompts(server)
-    register_resources(server, lambda: running[-1])
+    register_resources(server, server.state)
     return server
 
 
@@ -83,7 +92,7 @@ async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
     """The machinery every call shares, running: the HTTP pool, the poller, the journal and the keeper."""
-    from kling_mcp.journal import Journal
+    from kling_mcp.journal import open_journal
     from kling_mcp.keeper import TaskKeeper
 
     async with AsyncExitStack() as stack:
@@ -91,7 +100,7 @@ async def _running(
         stack.push_async_callback(http.aclose)
         client = KlingClient(settings, http)
         poller = TaskPoller(client, min_interval=settings.poll_interval)
-        journal = await Journal.open(settings.data_dir)
+        journal = await open_journal(settings.data_dir, settings.database_url)
         stack.push_async_callback(journal.aclose)
         background = await stack.enter_async_context(anyio.create_task_group())
         stack.callback(background.cancel_scope.cancel)
@@ -102,11 +111,13 @@ async def _running(
             background,
             http=http,
             output_dir=settings.output_dir,
-            auto_download=settings.auto_download,
+            auto_download=settings.auto_download and not settings.hosted,
         )
         background.start_soon(poller.run)
-        background.start_soon(keeper.resume)
-        yield AppState(settings, http, client, poller, keeper, roots)
+        if settings.api_token:  # without a token of its own, a server cannot poll what no call asks for
+            background.start_soon(keeper.resume)
+        owner_key = await journal.shared_secret(OWNER_KEY) if settings.hosted else b""
+        yield AppState(settings, http, client, poller, keeper, roots, owner_key)
 
 
 @asynccontextmanager
@@ -114,7 +125,9 @@ async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
     """Run the emulator in-process on a loopback port and point the settings at it."""
     from kling_mcp.emulator import Emulator, serve_emulator
 
-    emulator = Emulator(token=DEMO_TOKEN, task_seconds=settings.demo_task_seconds)
+    # A hosted demo takes any user's token; on stdio the server's own is the demo token.
+    token = None if settings.hosted else DEMO_TOKEN
+    emulator = Emulator(token=token, task_seconds=settings.demo_task_seconds)
     async with serve_emulator(emulator) as base_url:
         logger.warning("Demo mode: videos come from the local emulator at %s; nothing is charged.", base_url)
         yield dataclasses.replace(

@@ -64,6 +64,12 @@ class Settings:
     """Paid tasks allowed per rolling 24 hours, counted across processes from the journal."""
     max_concurrent_tasks: int = 10
     """Paid tasks allowed to run at once."""
+    database_url: str | None = None
+    """A Postgres journal (for replicas sharing one); SQLite under data_dir when not set."""
+    rate_limit_per_minute: int = 120
+    """Requests per minute one token may make of a hosted server."""
+    hosted: bool = False
+    """Serving many users over HTTP, each with their own token (set by `--transport http`)."""
 
     @property
     def upload_token(self) -> str | None:
@@ -95,6 +101,8 @@ class Settings:
             input_dirs=read.directories("KLING_INPUT_DIRS"),
             daily_task_limit=read.count("KLING_DAILY_TASK_LIMIT", 50, low=0, high=100_000),
             max_concurrent_tasks=read.count("KLING_MAX_CONCURRENT_TASKS", 10, low=1, high=1000),
+            database_url=read.database_url("KLING_DATABASE_URL"),
+            rate_limit_per_minute=read.count("KLING_RATE_LIMIT", 120, low=1, high=100_000),
         )
         for problem in plan_problems(GenerationPlan(settings.default_model, settings.default_mode)):
             raise SettingsError(f"KLING_DEFAULT_MODEL / KLING_DEFAULT_MODE do not fit together: {problem}")
@@ -164,6 +172,16 @@ class _Reader:
         if not value.isdecimal() or not low <= int(value) <= high:
             raise SettingsError(f"{name}={value!r} is not valid: use a whole number from {low} to {high}.")
         return int(value)
+
+    def database_url(self, name: str) -> str | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(
+                f"{name} is not a Postgres URL: use postgresql://user:password@host/database."
+            )
+        return value
 
     def directory(self, name: str) -> Path | None:
         value = self._get(name)

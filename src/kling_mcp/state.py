@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context
 
+from kling_mcp.callers import Caller, MissingToken, bearer_token, owner_of
 from kling_mcp.client import HttpPool, KlingClient
 from kling_mcp.polling import TaskPoller
 from kling_mcp.settings import Settings
@@ -24,6 +25,17 @@ class AppState:
     poller: TaskPoller
     keeper: TaskKeeper
     roots: ClientRoots
+    owner_key: bytes
+    """The key of the hash from a hosted user's token to the owner of their tasks."""
+
+    def caller(self, ctx: Context[Any, Any]) -> Caller:
+        """Who the call is from: the local user, or the hosted user whose token the request carries."""
+        if not self.settings.hosted:
+            return Caller(self.client, owner="")
+        token = bearer_token(ctx.headers) or self.settings.api_token
+        if token is None:
+            raise MissingToken("Send your AceDataCloud API token as 'Authorization: Bearer <token>'.")
+        return Caller(self.client.with_token(token), owner=owner_of(token, self.owner_key))
 
 
 def app_state(ctx: Context[Any, Any]) -> AppState:

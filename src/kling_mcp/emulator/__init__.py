@@ -9,8 +9,9 @@ It serves kling-mcp's end-to-end tests, its demo mode and the `kling-mcp emulato
 What it answers (every call is POST + JSON with `authorization: Bearer <token>`):
 - A missing header is 401 `no_token`; a wrong token, or a header that is not
   `Bearer <token>`, is 401 `invalid_token`. With `token=None` any token passes.
-- `/kling/videos` (actions text2video, image2video, extend), `/kling/motion`,
-  `/kling/lip-sync` and `/kling/talking-photo` check the contract's required fields
+- `/kling/videos` (actions text2video, image2video, extend; Turbo, storyboards, saved
+  voices), `/kling/motion`, `/kling/lip-sync`, `/kling/talking-photo`, `/kling/goods-studio`
+  and `/kling/video-commerce` check the contract's required fields and the API's input limits
   (400 `bad_request` naming the field) and start a task that ends `task_seconds` later.
   With `"async": true` or a `callback_url` they answer `{"success", "task_id", "trace_id"}`
   at once (and POST the final result to the callback_url when done, best effort);

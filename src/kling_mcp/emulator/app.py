@@ -23,7 +23,14 @@ from .faults import Fault, FaultMiddleware, FaultOrder, FaultPlan
 from .media import SignedLinks, media_response, padded_video, refused_link, sample_video
 from .tasks import EmulatedTask, new_task
 from .uploads import FileHosting
-from .validation import GENERATION_PATHS, MAX_BODY_DEPTH, problem_with, task_id_problem, task_ids_problem, too_deep
+from .validation import (
+    GENERATION_PATHS,
+    MAX_BODY_DEPTH,
+    problem_with,
+    task_id_problem,
+    task_ids_problem,
+    too_deep,
+)
 from .wire import Json, error_response, new_id
 
 logger = logging.getLogger("kling_mcp.emulator")
@@ -145,7 +152,7 @@ class Emulator:
         problem = task_ids_problem(ids)
         if problem is not None:
             return error_response(400, "bad_request", problem)
-        assert isinstance(ids, list)
+        assert isinstance(ids, list)  # task_ids_problem refuses anything else
         self.queried_ids.append(list(ids))
         now = time.time()
         items = [

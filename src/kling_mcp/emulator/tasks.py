@@ -125,5 +125,8 @@ def _scripted_error(request: Json, fail_marker: str | None) -> TaskError | None:
 
 def _reported_duration(request: Json) -> str:
     """Kling reports a few frames more than asked: 10 s comes back as "10.033"."""
+    settings = request.get("settings")
     requested = request.get("duration")
+    if requested is None and isinstance(settings, dict):
+        requested = settings.get("duration")  # the commerce endpoints say it in their settings
     return DEFAULT_DURATION if requested is None else f"{int(requested)}.033"

@@ -87,22 +87,22 @@ def _check_turbo(body: Json) -> str | None:
         return None
     if body.get("generate_audio") is not True:
         return f"generate_audio must be true with {TURBO_MODEL} (its sound is always on)"
-    refused = [name for name in TURBO_REFUSES if name in body]
+    refused = [name for name in TURBO_REFUSES if _present(body, name)]
     if refused:
         return f"{TURBO_MODEL} takes no {', '.join(refused)}"
     return _require_choice(body, "mode", ("std", "pro")) if "mode" in body else None
 
 
 def _check_storyboard(body: Json) -> str | None:
-    if "multi_shot" not in body:
-        return "multi_prompt needs multi_shot true" if "multi_prompt" in body else None
+    if not _present(body, "multi_shot"):
+        return "multi_prompt needs multi_shot true" if _present(body, "multi_prompt") else None
     if body["multi_shot"] is not True:
         return f"multi_shot must be true or left out (got {_shown(body['multi_shot'])})"
     problem = _require_choice(body, "shot_type", ("intelligence", "customize"))
     if problem is not None:
         return problem
     if body["shot_type"] == "intelligence":
-        return "multi_prompt is only for shot_type customize" if "multi_prompt" in body else None
+        return "multi_prompt is only for shot_type customize" if _present(body, "multi_prompt") else None
     required = _require(body, "multi_prompt", "duration")
     return required or _shots_problem(body["multi_prompt"], body["duration"])
 
@@ -131,9 +131,9 @@ def _shots_problem(shots: object, duration: object) -> str | None:
 
 
 def _check_voices(body: Json) -> str | None:
-    if "voice_list" not in body:
+    if not _present(body, "voice_list"):
         return None
-    if "element_list" in body:
+    if _present(body, "element_list"):
         return "voice_list and element_list cannot be combined: give one of them"
     voices = body["voice_list"]
     if not isinstance(voices, list) or not 1 <= len(voices) <= MAX_VOICES:

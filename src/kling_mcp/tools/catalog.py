@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, InputRequiredResult
 
+from kling_mcp.callers import MissingToken
 from kling_mcp.logs import relay_to_client
 from kling_mcp.player import tool_meta
 from kling_mcp.sdk import make_tool
@@ -46,8 +48,15 @@ def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
     async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult | InputRequiredResult:
         given = {name: value for name, value in arguments.items() if value is not None}
         request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
+        app = app_state(ctx)
+        try:
+            caller = app.caller(ctx)
+        except MissingToken as missing:
+            raise ToolError(str(missing)) from None
         with relay_to_client(ctx.session):
-            return await spec.handler(request, app_state(ctx), ctx)
+            if app.settings.hosted:
+                await app.keeper.take_over(caller)
+            return await spec.handler(request, app, ctx, caller)
 
     return make_tool(
         call_tool,

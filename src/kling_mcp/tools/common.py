@@ -130,6 +130,7 @@ def video_task(
     """
     if status is None:
         status = TaskStatus(task_id, "running", trace_id=trace_id)
+    requested_duration = known.pop("duration", None)
     failure = None
     if status.state == "failed":
         code, message = status.failure
@@ -140,7 +141,7 @@ def video_task(
         upstream_state=status.upstream_state,
         video_url=status.value("video_url"),
         video_id=status.value("video_id"),
-        duration=_seconds(status.value("duration")),
+        duration=_seconds(status.value("duration")) or requested_duration,
         trace_id=status.trace_id or trace_id,
         error=failure,
         waited_seconds=waited,

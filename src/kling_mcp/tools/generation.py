@@ -17,6 +17,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, InputRequiredResult, ResourceLink, TextContent
 
+from kling_mcp.callers import Caller
 from kling_mcp.client import Submitted, TaskStatus
 from kling_mcp.errors import KlingError
 from kling_mcp.journal import TaskRecord, body_hash
@@ -44,47 +45,54 @@ def paid_tool(name: str, title: str, model: type[GenerationRequest], description
 
 
 async def generate(
-    request: GenerationRequest, app: AppState, ctx: Context, *, tool: str
+    request: GenerationRequest, app: AppState, ctx: Context, caller: Caller, *, tool: str
 ) -> CallToolResult | InputRequiredResult:
     """Submit one paid generation, then wait for it within the caller's budget."""
     started = anyio.current_time()
     deadline = started + wait_budget(request.timeout, app, ctx)
     report = ProgressReport(ctx, started)
-    hosted = await upload_local_media(request, app, ctx, report.say)
+    budget = _Budget(app, caller)
+    hosted = await upload_local_media(request, app, ctx, report.say, before_upload=budget.check)
     if isinstance(hosted, InputRequiredResult):
         return hosted
     body = swap_hosted(request.to_wire(), hosted)
     journal = app.keeper.journal
     if not request.allow_duplicate:
         twin = await journal.find_running_duplicate(
-            tool, body_hash(body), within_seconds=DUPLICATE_WINDOW_SECONDS
+            tool, body_hash(body), within_seconds=DUPLICATE_WINDOW_SECONDS, owner=caller.owner
         )
         if twin is not None and twin.task_id:
-            return await _answer_with_twin(app, ctx, twin, started, deadline, report)
-    await _check_budget(app)
-    record = await journal.begin(tool, request.endpoint, body)
-    submitted = await _submit(app, request, body, record, deadline=max(deadline, started + SUBMIT_FLOOR))
+            return await _answer_with_twin(app, ctx, caller, twin, started, deadline, report)
+    await budget.check()
+    record = await journal.begin(tool, request.endpoint, body, owner=caller.owner)
+    submit_by = max(deadline, started + SUBMIT_FLOOR)
+    submitted = await _submit(app, caller, request, body, record, deadline=submit_by)
     report.task_id = submitted.task_id
     await report.say(f"submitted ({request.price_terms()})")
     record = dataclasses.replace(
         record, task_id=submitted.task_id, trace_id=submitted.trace_id, state="running"
     )
-    return await follow_through(app, ctx, record.task_id or "", record, started, deadline, report)
+    return await follow_through(app, ctx, caller, record.task_id or "", record, started, deadline, report)
 
 
 async def _submit(
-    app: AppState, request: GenerationRequest, body: dict[str, object], record: TaskRecord, deadline: float
+    app: AppState,
+    caller: Caller,
+    request: GenerationRequest,
+    body: dict[str, object],
+    record: TaskRecord,
+    deadline: float,
 ) -> Submitted:
     journal = app.keeper.journal
     try:
-        submitted = await app.client.submit(request.endpoint, body, deadline=deadline)
+        submitted = await caller.client.submit(request.endpoint, body, deadline=deadline)
     except KlingError as error:
         await journal.submission_failed(
             record.entry_id, maybe_started=error.maybe_submitted, message=str(error)
         )
         outcome = "may or may not have started" if error.maybe_submitted else "was not started"
         raise ToolError(f"The generation {outcome}. {error}") from None
-    await journal.submitted(record.entry_id, submitted.task_id, submitted.trace_id)
+    await journal.submitted(record.entry_id, submitted.task_id, submitted.trace_id, owner=caller.owner)
     logger.info(
         "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
     )
@@ -94,6 +102,7 @@ async def _submit(
 async def follow_through(
     app: AppState,
     ctx: Context,
+    caller: Caller,
     task_id: str,
     record: TaskRecord | None,
     started: float,
@@ -105,14 +114,18 @@ async def follow_through(
 ) -> CallToolResult:
     """Wait for the task (unless `status` says it is done) and its file, then answer.
 
-    A journalled task still running when the wait ends is followed on, so it is recorded and
-    saved when done with no call waiting; a cancelled call stops here, and its polling with it.
+    While it waits, this server holds the task's lease, so no other replica polls it. A journalled
+    task still running when the wait ends is followed on (when the server has a token of its own),
+    so it is recorded and saved when done with no call waiting; otherwise the lease is let go, for
+    the user's next request (on any replica) to take it up. A cancelled call stops here, and its
+    polling with it.
     """
     if status is None or (not status.done and deadline > anyio.current_time()):
-        status = await wait_for(app, ctx, task_id, deadline, report) or status
+        async with app.keeper.leased(task_id, seconds=deadline - anyio.current_time()):
+            status = await wait_for(app, ctx, caller, task_id, deadline, report) or status
     if status is not None:
         await app.keeper.observe({task_id: status})
-    if record is not None and (status is None or not status.done):
+    if record is not None and (status is None or not status.done) and not app.settings.hosted:
         app.poller.follow(task_id)
     trace_id = record.trace_id if record is not None else None
     known = facts(record) if record is not None else {}
@@ -131,14 +144,21 @@ def facts(record: TaskRecord) -> dict[str, Any]:
         "prompt": record.prompt,
         "model": record.model,
         "mode": record.mode,
+        "duration": record.duration or _requested_seconds(record.body),
     }
+
+
+def _requested_seconds(body: dict[str, Any]) -> float | None:
+    """The video length a request asked for: what it is priced by until the API reports the real one."""
+    value = body.get("duration")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 async def _with_file(
     app: AppState, record: TaskRecord, task: VideoTask, deadline: float, report: ProgressReport
 ) -> VideoTask:
     """`task` with the saved file's path once saved within the wait, or where it will appear."""
-    current = await app.keeper.journal.get(record.task_id or "") or record
+    current = await app.keeper.journal.get(record.task_id or "", owner=record.owner) or record
     if current.file_path or not app.settings.auto_download:
         return task.model_copy(update={"file_path": current.file_path})
     saving = app.keeper.save_soon(current)
@@ -159,7 +179,13 @@ async def _with_file(
 
 
 async def _answer_with_twin(
-    app: AppState, ctx: Context, twin: TaskRecord, started: float, deadline: float, report: ProgressReport
+    app: AppState,
+    ctx: Context,
+    caller: Caller,
+    twin: TaskRecord,
+    started: float,
+    deadline: float,
+    report: ProgressReport,
 ) -> CallToolResult:
     age = time.time() - twin.created_at
     note = (
@@ -168,16 +194,31 @@ async def _answer_with_twin(
     )
     logger.info("Answering with the running task %s instead of a duplicate submission", twin.task_id)
     report.task_id = twin.task_id
-    return await follow_through(app, ctx, twin.task_id or "", twin, started, deadline, report, note=note)
+    task_id = twin.task_id or ""
+    return await follow_through(app, ctx, caller, task_id, twin, started, deadline, report, note=note)
 
 
-async def _check_budget(app: AppState) -> None:
-    """Refuse, before anything is sent, a generation over the daily or the concurrent limit."""
+class _Budget:
+    """Refuses, before anything is sent or uploaded, a generation over the daily or the concurrent
+    limit (a hosted server's are per token); checked once per call, however often asked."""
+
+    def __init__(self, app: AppState, caller: Caller) -> None:
+        self._app = app
+        self._owner = caller.owner
+        self._checked = False
+
+    async def check(self) -> None:
+        if not self._checked:
+            await _check_budget(self._app, self._owner)
+            self._checked = True
+
+
+async def _check_budget(app: AppState, owner: str) -> None:
     settings, journal = app.settings, app.keeper.journal
-    paid = await journal.paid_since(time.time() - DAY_SECONDS)
+    paid = await journal.paid_since(time.time() - DAY_SECONDS, owner=owner)
     if len(paid) >= settings.daily_task_limit:
         raise ToolError(_over_daily_limit(settings, paid))
-    running = await journal.running_count()
+    running = await journal.running_count(owner=owner)
     if running >= settings.max_concurrent_tasks:
         raise ToolError(
             f"{running} paid tasks are running at once, the limit (KLING_MAX_CONCURRENT_TASKS="
@@ -194,12 +235,12 @@ def _over_daily_limit(settings: Settings, paid: list[float]) -> str:
             "Set KLING_DAILY_TASK_LIMIT in the server's env to allow paid tasks."
         )
     frees = paid[len(paid) - limit] + DAY_SECONDS
-    wait = max(frees - time.time(), 0)
+    hours, minutes = divmod(round(max(frees - time.time(), 0) / 60), 60)
     at = time.strftime("%H:%M", time.localtime(frees))
     return (
         f"The daily budget is used up: {len(paid)} paid tasks in the last 24 hours, the limit "
         f"(KLING_DAILY_TASK_LIMIT={limit}); nothing was sent, nothing was charged. The next one frees up "
-        f"in {wait / 3600:.0f} h {wait % 3600 / 60:.0f} min (at {at}); "
+        f"in {hours} h {minutes} min (at {at}); "
         "to allow more, raise KLING_DAILY_TASK_LIMIT in the server's env."
     )
 
@@ -216,7 +257,7 @@ def wait_budget(requested: float | None, app: AppState, ctx: Context) -> float:
 
 
 async def wait_for(
-    app: AppState, ctx: Context, task_id: str, deadline: float, report: ProgressReport
+    app: AppState, ctx: Context, caller: Caller, task_id: str, deadline: float, report: ProgressReport
 ) -> TaskStatus | None:
     """The task's last status once it is done or `deadline` passes, reporting progress meanwhile."""
 
@@ -231,7 +272,7 @@ async def wait_for(
 
     await on_tick(None, None)
     try:
-        return await app.poller.wait(task_id, deadline=deadline, on_tick=on_tick)
+        return await app.poller.wait(task_id, deadline=deadline, on_tick=on_tick, client=caller.client)
     except KlingError as error:
         error.task_id = error.task_id or task_id
         raise ToolError(f"Could not check on the task; it may still be running. {error}") from None

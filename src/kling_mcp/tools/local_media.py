@@ -100,21 +100,41 @@ def _list_item(annotation: Any) -> tuple[Any, list[Any]]:
 
 
 async def upload_local_media(
-    request: BaseModel, app: AppState, ctx: Context, say: Say
+    request: BaseModel,
+    app: AppState,
+    ctx: Context,
+    say: Say,
+    *,
+    before_upload: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, str] | InputRequiredResult:
-    """Each local reference in `request` mapped to its hosted URL; raises ToolError on a refusal."""
+    """Each local reference in `request` mapped to its hosted URL; raises ToolError on a refusal.
+
+    `before_upload` runs once, after every file passed its checks and before the first one that
+    must be sent (none was uploaded before); raising there stops the call with nothing uploaded.
+    """
     found = local_media(request)
     if not found:
         return {}
+    if app.settings.hosted:
+        fields = ", ".join(item.field for item in found)
+        raise ToolError(
+            f"{fields}: this is a hosted kling-mcp, which reads no files from its own disk; give an "
+            f"http(s) URL of the media instead ({NOTHING_SENT})."
+        )
     try:
         roots = await app.roots.get(ctx)
     except RootsRequired as needed:
         return needed.result
     allowed = allowed_directories(roots, app.settings.input_dirs)
     files = await _checked(found, allowed)
+    journal = app.keeper.journal
+    known = {file.sha256: await journal.hosted_url(file.sha256) for file in files}
+    if before_upload is not None and not all(known.values()):
+        await before_upload()
     hosted: dict[str, str] = {}
     for item, file in zip(found, files, strict=True):
-        hosted[item.given] = await _hosted_url(app, file, say)
+        url = known[file.sha256] or await _upload(app, file, say)
+        hosted[item.given] = known[file.sha256] = url
     return hosted
 
 
@@ -132,11 +152,8 @@ async def _checked(found: list[LocalMedia], allowed: list[Any]) -> list[LocalFil
     return files
 
 
-async def _hosted_url(app: AppState, file: LocalFile, say: Say) -> str:
-    journal = app.keeper.journal
-    known = await journal.hosted_url(file.sha256)
-    if known is not None:
-        return known
+async def _upload(app: AppState, file: LocalFile, say: Say) -> str:
+    """Send `file` to the file hosting; the journal remembers its URL, so it is sent only once."""
 
     async def progress(sent: int, total: int) -> None:
         await say(f"uploading {file.name}, {sent / MEGABYTE:.1f} of {total / MEGABYTE:.1f} MB")
@@ -150,7 +167,7 @@ async def _hosted_url(app: AppState, file: LocalFile, say: Say) -> str:
         )
     except UploadError as error:
         raise ToolError(f"Uploading {file.name} failed; {NOTHING_SENT}. {error}") from None
-    await journal.remember_upload(file.sha256, url, size=file.size, mime=file.mime)
+    await app.keeper.journal.remember_upload(file.sha256, url, size=file.size, mime=file.mime)
     return url
 
 

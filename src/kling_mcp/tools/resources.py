@@ -23,7 +23,8 @@ def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) 
         """A Kling task's state now, with its saved file."""
         from kling_mcp.tools.tasks import task_json
 
-        return await task_json(app_state(ctx), task_id)
+        app = app_state(ctx)
+        return await task_json(app, app.caller(ctx), task_id)
 
     server.resource(
         "kling://tasks",

@@ -23,6 +23,8 @@ Handler = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
 """`handler(request, app, ctx)`: the validated input model, the server's state, the call's context."""
 NOTHING_SENT = "nothing was sent, nothing was charged"
 FIELD_QUOTE_LIMIT = 100
+MAX_PROBLEMS_SHOWN = 10
+"""A call with more problems than this gets the first ones: enough to fix, not a flood."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,11 @@ def parse_arguments(tool: str, model: type[InputT], arguments: dict[str, Any]) -
     try:
         return model.model_validate(arguments)
     except ValidationError as exc:
-        problems = "\n".join(f"- {problem}" for problem in describe_errors(exc))
+        found = describe_errors(exc)
+        shown = found[:MAX_PROBLEMS_SHOWN]
+        if len(found) > len(shown):
+            shown.append(f"... and {len(found) - len(shown):,} more: fix these first")
+        problems = "\n".join(f"- {problem}" for problem in shown)
         raise ToolError(f"Invalid arguments for {tool} ({NOTHING_SENT}):\n{problems}") from None
 
 

@@ -14,6 +14,7 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
+from kling_mcp.callers import Caller
 from kling_mcp.capabilities import MODELS, Mode, ModelSpec, describe_durations
 from kling_mcp.client import QUERY_BUDGET, TaskStatus
 from kling_mcp.errors import KlingError
@@ -37,18 +38,19 @@ class GetTaskInput(StrictModel):
     )
 
 
-async def get_task(request: GetTaskInput, app: AppState, ctx: Context) -> CallToolResult:
+async def get_task(request: GetTaskInput, app: AppState, ctx: Context, caller: Caller) -> CallToolResult:
     started = anyio.current_time()
     deadline = started + wait_budget(request.timeout, app, ctx)
-    status = await _lookup(app, request.task_id)
-    record = await app.keeper.journal.get(request.task_id)
+    status = await _lookup(caller, request.task_id)
+    record = await app.keeper.journal.get(request.task_id, owner=caller.owner)
     report = ProgressReport(ctx, started, request.task_id)
-    return await follow_through(app, ctx, request.task_id, record, started, deadline, report, status=status)
+    task_id = request.task_id
+    return await follow_through(app, ctx, caller, task_id, record, started, deadline, report, status=status)
 
 
-async def _lookup(app: AppState, task_id: str) -> TaskStatus:
+async def _lookup(caller: Caller, task_id: str) -> TaskStatus:
     try:
-        return await app.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
+        return await caller.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ToolError(str(error)) from None
 
@@ -81,24 +83,26 @@ class GetTasksBatchInput(StrictModel):
     )
 
 
-async def get_tasks_batch(request: GetTasksBatchInput, app: AppState, ctx: Context) -> CallToolResult:
+async def get_tasks_batch(
+    request: GetTasksBatchInput, app: AppState, ctx: Context, caller: Caller
+) -> CallToolResult:
     journal = app.keeper.journal
     if request.task_ids:
         task_ids = list(dict.fromkeys(request.task_ids))
     else:
-        recent, _ = await journal.list_tasks(limit=BATCH_LIMIT)
+        recent, _ = await journal.list_tasks(limit=BATCH_LIMIT, owner=caller.owner)
         task_ids = [record.task_id for record in reversed(recent) if record.task_id]  # in the order started
     if not task_ids:
         raise ToolError("No task_ids given, and the journal holds no task that this server started.")
     try:
-        found = await app.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
+        found = await caller.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ToolError(str(error)) from None
     await app.keeper.observe(found)
     tasks = []
     for task_id in task_ids:
         if task_id in found:
-            record = await journal.get(task_id)
+            record = await journal.get(task_id, owner=caller.owner)
             known = facts(record) if record is not None else {}
             tasks.append(video_task(task_id, found[task_id], 0, app.settings.demo, **known))
     batch = TaskBatch(tasks=tasks, missing=[task_id for task_id in task_ids if task_id not in found])
@@ -188,7 +192,7 @@ class TaskList(KlingModel):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 
 
-async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context) -> CallToolResult:
+async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context, caller: Caller) -> CallToolResult:
     since = time.time() - request.since_hours * 3600 if request.since_hours else None
     try:
         records, next_cursor = await app.keeper.journal.list_tasks(
@@ -197,6 +201,7 @@ async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context) -> Ca
             since=since,
             limit=request.limit,
             cursor=request.cursor,
+            owner=caller.owner,
         )
     except CursorError as error:
         raise ToolError(f"cursor: {error}") from None
@@ -238,22 +243,29 @@ class DownloadVideoInput(StrictModel):
     task_id: Identifier = Field(description="A succeeded task's task_id.")
 
 
-async def download_video(request: DownloadVideoInput, app: AppState, ctx: Context) -> CallToolResult:
+async def download_video(
+    request: DownloadVideoInput, app: AppState, ctx: Context, caller: Caller
+) -> CallToolResult:
+    if app.settings.hosted:
+        raise ToolError(
+            "This is a hosted kling-mcp: it saves no videos to its own disk. Use the task's video_url "
+            "(kling_get_task gives a fresh one) to download it."
+        )
     journal = app.keeper.journal
-    record = await journal.get(request.task_id)
+    record = await journal.get(request.task_id, owner=caller.owner)
     if record is None:
         raise ToolError(
             f"kling-mcp did not start task {quote(request.task_id)}, so it keeps no record of it: use "
             "kling_get_task for its video_url and download it from there."
         )
     if record.state != "succeeded":
-        status = await _lookup(app, request.task_id)
+        status = await _lookup(caller, request.task_id)
         await app.keeper.observe({request.task_id: status})
         if status.state != "succeeded":
             raise ToolError(
                 f"Task {request.task_id} has not succeeded (it is {status.state}): nothing to save."
             )
-        record = await journal.get(request.task_id) or record
+        record = await journal.get(request.task_id, owner=caller.owner) or record
     started = anyio.current_time()
     report = ProgressReport(ctx, started, request.task_id)
 
@@ -342,7 +354,9 @@ def model_catalog(default_model: str, specs: tuple[ToolSpec, ...]) -> ModelCatal
     )
 
 
-async def list_models(request: ListModelsInput, app: AppState, ctx: Context) -> CallToolResult:
+async def list_models(
+    request: ListModelsInput, app: AppState, ctx: Context, caller: Caller
+) -> CallToolResult:
     from kling_mcp.tools.catalog import TOOL_SPECS  # which imports this module first
 
     catalog = model_catalog(app.settings.default_model, TOOL_SPECS)
@@ -384,24 +398,26 @@ answered from the table that validates requests, no API call."""
 RECENT_TASKS = 50
 
 
-async def task_json(app: AppState, task_id: str) -> str:
+async def task_json(app: AppState, caller: Caller, task_id: str) -> str:
     """The task's state now, with what the journal knows (its file), as a generation would answer."""
     try:
         check_identifier(task_id)
     except ValueError as error:
         raise ResourceError(f"task_id {error}") from None
     try:
-        status = await app.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
+        status = await caller.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
     except KlingError as error:
         raise ResourceError(str(error)) from None
     await app.keeper.observe({task_id: status})
-    record = await app.keeper.journal.get(task_id)
+    record = await app.keeper.journal.get(task_id, owner=caller.owner)
     known = facts(record) if record is not None else {}
     return video_task(task_id, status, 0, app.settings.demo, **known).model_dump_json(indent=2)
 
 
 async def recent_tasks_json(app: AppState) -> str:
-    """The newest tasks from the journal, as kling_list_tasks lists them."""
+    """The newest tasks from the journal, as kling_list_tasks lists them (the one local user's)."""
+    if app.settings.hosted:
+        raise ResourceError("A hosted kling-mcp lists each user's tasks with kling_list_tasks, not here.")
     records, next_cursor = await app.keeper.journal.list_tasks(limit=RECENT_TASKS)
     entries = [TaskEntry.from_record(record) for record in records]
     return TaskList(tasks=entries, next_cursor=next_cursor).model_dump_json(indent=2)

@@ -171,7 +171,9 @@ class ImageToVideoInput(GenerationRequest, VideoOptions, _Prompted):
         return self
 
     def payload(self) -> dict[str, Any]:
-        return {"action": "image2video", **super().payload()}
+        # An Omni first frame given only as an image_list item is a text2video request on the wire.
+        action = "image2video" if self.start_image_url else "text2video"
+        return {"action": action, **super().payload()}
 
 
 GENERATE_VIDEO = f"""Generate a Kling video from a text prompt (text-to-video), optionally guided by \
