@@ -8,6 +8,7 @@ import hashlib
 import json
 from typing import Annotated, Any, ClassVar
 
+from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -156,6 +157,13 @@ def _seconds(value: str | None) -> float | None:
         return round(float(value), 3) if value is not None else None
     except ValueError:
         return None
+
+
+def structured(result: BaseModel, text: str) -> CallToolResult:
+    """A tool's answer: `result` as structured content, and `text` beside it for the reader."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+    )
 
 
 def next_step(task_id: str, state: str) -> str:

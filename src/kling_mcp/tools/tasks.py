@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -22,7 +22,15 @@ from kling_mcp.fields import Identifier, JsonText, Text, check_identifier, quote
 from kling_mcp.journal import CursorError, TaskRecord
 from kling_mcp.keeper import SaveError
 from kling_mcp.state import AppState
-from kling_mcp.tools.common import DEMO_NOTE, KlingModel, Seconds, StrictModel, VideoTask, video_task
+from kling_mcp.tools.common import (
+    DEMO_NOTE,
+    KlingModel,
+    Seconds,
+    StrictModel,
+    VideoTask,
+    structured,
+    video_task,
+)
 from kling_mcp.tools.generation import ProgressReport, answer, facts, follow_through, wait_budget, waited
 from kling_mcp.tools.spec import ToolSpec
 
@@ -106,16 +114,13 @@ async def get_tasks_batch(
             known = facts(record) if record is not None else {}
             tasks.append(video_task(task_id, found[task_id], 0, app.settings.demo, **known))
     batch = TaskBatch(tasks=tasks, missing=[task_id for task_id in task_ids if task_id not in found])
-    return CallToolResult(
-        content=[TextContent(type="text", text=batch_text(batch))],
-        structured_content=batch.model_dump(mode="json"),
-    )
+    return structured(batch, batch_text(batch))
 
 
 def batch_text(batch: TaskBatch) -> str:
     lines = [f"{len(batch.tasks)} task(s) found."]
     for task in batch.tasks:
-        detail = task.file_path or task.video_url if task.state == "succeeded" else ""
+        detail = (task.file_path or task.video_url) if task.state == "succeeded" else ""
         if task.error:
             detail = task.error.message
         lines.append(f"- {task.task_id}: {task.state}{f' - {detail}' if detail else ''}")
@@ -206,10 +211,7 @@ async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context, calle
     except CursorError as error:
         raise ToolError(f"cursor: {error}") from None
     listing = TaskList(tasks=[TaskEntry.from_record(record) for record in records], next_cursor=next_cursor)
-    return CallToolResult(
-        content=[TextContent(type="text", text=list_text(listing))],
-        structured_content=listing.model_dump(mode="json"),
-    )
+    return structured(listing, list_text(listing))
 
 
 def list_text(listing: TaskList) -> str:
@@ -360,10 +362,7 @@ async def list_models(
     from kling_mcp.tools.catalog import TOOL_SPECS  # which imports this module first
 
     catalog = model_catalog(app.settings.default_model, TOOL_SPECS)
-    return CallToolResult(
-        content=[TextContent(type="text", text=catalog_text(catalog))],
-        structured_content=catalog.model_dump(mode="json"),
-    )
+    return structured(catalog, catalog_text(catalog))
 
 
 def catalog_text(catalog: ModelCatalog) -> str:

@@ -261,13 +261,22 @@ or camera control: for those use kling_generate_video or kling_generate_video_fr
 # --- Storyboard -----------------------------------------------------------------------------
 
 
+class _ShotOptions(StrictModel):
+    """How the storyboard and saved-asset tools frame their video."""
+
+    mode: Mode = "std"
+    aspect_ratio: AspectRatio = "16:9"
+    generate_audio: bool | None = None
+    start_image_url: StartImage = None
+
+
 class Shot(StrictModel):
     index: int | None = Field(None, ge=1, le=MAX_SHOTS, description="1, 2, 3... in order.")
     prompt: Annotated[str, Text(SHOT_PROMPT_LIMIT)]
     duration: int = Field(ge=1, le=15, description="Seconds.")
 
 
-class StoryboardInput(GenerationRequest, _Prompted):
+class StoryboardInput(GenerationRequest, _ShotOptions, _Prompted):
     endpoint = "/kling/videos"
 
     shot_type: Literal["intelligence", "customize"] = Field(
@@ -277,11 +286,7 @@ class StoryboardInput(GenerationRequest, _Prompted):
         None, min_length=1, max_length=MAX_SHOTS, description="The shots, for 'customize'."
     )
     model: StoryboardModel = "kling-v3"
-    mode: Mode = "std"
     duration: int = Field(10, ge=3, le=15, description="Seconds, all shots together.")
-    aspect_ratio: AspectRatio = "16:9"
-    generate_audio: bool | None = None
-    start_image_url: StartImage = None
     end_image_url: EndImage = None
 
     @model_validator(mode="after")
@@ -332,17 +337,13 @@ Use it for a short story with cuts. shot_type 'intelligence': one prompt, the mo
 # --- Saved subjects and voices ----------------------------------------------------------------
 
 
-class AssetsVideoInput(GenerationRequest, _Prompted):
+class AssetsVideoInput(GenerationRequest, _ShotOptions, _Prompted):
     endpoint = "/kling/videos"
 
     element_list: JsonText[list[Element]] | None = Field(None, min_length=1, max_length=MAX_SUBJECTS)
     voice_list: JsonText[list[Voice]] | None = Field(None, min_length=1, max_length=MAX_VOICES)
     model: AssetModel = "kling-v3"
-    mode: Mode = "std"
     duration: int = Field(5, ge=3, le=15, description="Seconds.")
-    aspect_ratio: AspectRatio = "16:9"
-    generate_audio: bool | None = None
-    start_image_url: StartImage = None
 
     @model_validator(mode="after")
     def _rules(self) -> AssetsVideoInput:
