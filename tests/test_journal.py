@@ -1,4 +1,6 @@
-"""The task journal: real SQLite files, several OS processes, damaged and unwritable data dirs."""
+"""The task journal on both backends (a real SQLite file, a throwaway PostgreSQL cluster): submissions,
+states, listing, owners, leases shared by several journals and OS processes, shared secrets; and, for
+SQLite alone, damaged, outdated and unwritable journals."""
 
 from __future__ import annotations
 
@@ -9,22 +11,31 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
+import psycopg
 import pytest
 
 from kling_mcp.client import TaskStatus
 from kling_mcp.journal import (
     JOURNAL_FILE,
+    SCHEMA_VERSION,
     CursorError,
     Journal,
+    JournalUnavailableError,
     StatusUpdate,
+    TaskJournal,
     TaskRecord,
     body_hash,
+    open_journal,
 )
+from kling_mcp.journal_pg import PostgresJournal, redact
 from kling_mcp.logs import logger
+from tests.postgres import PostgresCluster, free_port, postgres_cluster, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -53,11 +64,53 @@ def clock() -> Clock:
     return Clock()
 
 
+@dataclass
+class Store:
+    """Where journals open: a data dir (SQLite) or a PostgreSQL database; `open` as the server does."""
+
+    data_dir: Path
+    cluster: PostgresCluster | None = None
+    database_url: str | None = None
+
+    async def open(self, clock: Clock | None = None) -> TaskJournal:
+        return await open_journal(self.data_dir, self.database_url, clock=clock or Clock())
+
+    def other(self, data_dir: Path) -> Store:
+        """A store on another database."""
+        return Store(data_dir, self.cluster, self.cluster and self.cluster.create_database())
+
+    def stored_files(self) -> list[Path]:
+        """Every file the database keeps its data in."""
+        if self.cluster is None:
+            return list(self.data_dir.iterdir())  # the journal and its write-ahead log
+        assert self.database_url is not None
+        with psycopg.connect(self.database_url, autocommit=True) as connection:
+            connection.execute("CHECKPOINT")
+        return [path for path in self.cluster.data_dir.rglob("*") if path.is_file()]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store(tmp_path / "data")
+    cluster = request.getfixturevalue("postgres_cluster")
+    return Store(tmp_path / "data", cluster, request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[Journal]:
-    opened = await Journal.open(tmp_path / "data", clock=clock)
+async def journal(store: Store, clock: Clock) -> AsyncIterator[TaskJournal]:
+    opened = await store.open(clock)
     yield opened
     await opened.aclose()
+
+
+@pytest.fixture
+async def replicas(store: Store, clock: Clock) -> AsyncIterator[tuple[TaskJournal, TaskJournal]]:
+    """Two journals on one database, as two server replicas have, on one clock."""
+    first, second = await store.open(clock), await store.open(clock)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
 
 
 @pytest.fixture
@@ -77,7 +130,7 @@ def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def start(
-    journal: Journal,
+    journal: TaskJournal,
     task_id: str,
     body: dict[str, Any] | None = None,
     *,
@@ -102,7 +155,7 @@ def succeeded(task_id: str, url: str | None = None) -> StatusUpdate:
     )
 
 
-async def all_tasks(journal: Journal, *, owner: str = "", limit: int = 100) -> list[TaskRecord]:
+async def all_tasks(journal: TaskJournal, *, owner: str = "", limit: int = 100) -> list[TaskRecord]:
     """Every task of `owner`, read page by page."""
     records: list[TaskRecord] = []
     cursor = None
@@ -117,7 +170,7 @@ async def all_tasks(journal: Journal, *, owner: str = "", limit: int = 100) -> l
 
 
 async def test_a_submission_is_recorded_before_and_after_the_api_answers(
-    journal: Journal, clock: Clock
+    journal: TaskJournal, clock: Clock
 ) -> None:
     body = {"prompt": "a cat surfing", "model": "kling-v2-master", "mode": "std", "duration": 5}
     record = await journal.begin(TOOL, ENDPOINT, body)
@@ -148,20 +201,20 @@ async def test_a_submission_is_recorded_before_and_after_the_api_answers(
     assert done.body == body
 
 
-async def test_the_journal_outlives_the_process_that_wrote_it(tmp_path: Path) -> None:
-    first = await Journal.open(tmp_path)
+async def test_the_journal_outlives_the_process_that_wrote_it(store: Store) -> None:
+    first = await store.open()
     await start(first, "task-1")
     await first.aclose()
 
-    second = await Journal.open(tmp_path)
+    second = await store.open()
     try:
         assert [record.task_id for record in await second.unfinished()] == ["task-1"]
-        assert second.path == tmp_path / JOURNAL_FILE
+        assert second.path == (None if store.database_url else store.data_dir / JOURNAL_FILE)
     finally:
         await second.aclose()
 
 
-async def test_a_failed_task_keeps_the_apis_error(journal: Journal) -> None:
+async def test_a_failed_task_keeps_the_apis_error(journal: TaskJournal) -> None:
     await start(journal, "task-1")
     await journal.record_statuses(
         [
@@ -180,7 +233,7 @@ async def test_a_failed_task_keeps_the_apis_error(journal: Journal) -> None:
     assert failed.trace_id == "trace-task-1"
 
 
-async def test_a_late_running_tick_does_not_undo_a_result(journal: Journal) -> None:
+async def test_a_late_running_tick_does_not_undo_a_result(journal: TaskJournal) -> None:
     await start(journal, "task-1")
     await journal.record_statuses([succeeded("task-1")])
     await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
@@ -190,7 +243,7 @@ async def test_a_late_running_tick_does_not_undo_a_result(journal: Journal) -> N
     assert record.video_url == "https://cdn.test/task-1.mp4"
 
 
-async def test_the_same_state_again_does_not_rewrite_the_row(journal: Journal, clock: Clock) -> None:
+async def test_the_same_state_again_does_not_rewrite_the_row(journal: TaskJournal, clock: Clock) -> None:
     await start(journal, "task-1")
     await journal.record_statuses([StatusUpdate("task-1", "running", "processing")])
     first = await journal.get("task-1")
@@ -205,7 +258,7 @@ async def test_the_same_state_again_does_not_rewrite_the_row(journal: Journal, c
     assert (changed.upstream_state, changed.updated_at) == ("queued", clock.now)
 
 
-async def test_a_new_link_for_a_finished_video_is_recorded(journal: Journal, clock: Clock) -> None:
+async def test_a_new_link_for_a_finished_video_is_recorded(journal: TaskJournal, clock: Clock) -> None:
     await start(journal, "task-1")
     await journal.record_statuses([succeeded("task-1", "https://cdn.test/old.mp4")])
     clock.advance(3600)
@@ -215,7 +268,7 @@ async def test_a_new_link_for_a_finished_video_is_recorded(journal: Journal, clo
     assert (record.video_url, record.link_fetched_at) == ("https://cdn.test/new.mp4", clock.now)
 
 
-async def test_one_tick_records_many_tasks(journal: Journal) -> None:
+async def test_one_tick_records_many_tasks(journal: TaskJournal) -> None:
     for number in range(5):
         await start(journal, f"task-{number}")
     await journal.record_statuses([succeeded(f"task-{number}") for number in range(3)])
@@ -251,7 +304,7 @@ async def test_a_status_update_reads_the_apis_result() -> None:
     assert (update.state, update.error_code, update.error_message) == ("failed", "risk", "Refused.")
 
 
-async def test_submissions_without_a_task_id(journal: Journal, clock: Clock) -> None:
+async def test_submissions_without_a_task_id(journal: TaskJournal, clock: Clock) -> None:
     never_sent = await journal.begin(TOOL, ENDPOINT, {"prompt": "a"})
     await journal.submission_failed(never_sent.entry_id, maybe_started=False, message="Could not connect.")
     unknown = await journal.begin(TOOL, ENDPOINT, {"prompt": "b"})
@@ -278,7 +331,7 @@ async def test_submissions_without_a_task_id(journal: Journal, clock: Clock) -> 
 # --- Listing ------------------------------------------------------------------------------
 
 
-async def test_list_pages_newest_first_without_gaps_or_repeats(journal: Journal, clock: Clock) -> None:
+async def test_list_pages_newest_first_without_gaps_or_repeats(journal: TaskJournal, clock: Clock) -> None:
     for number in range(23):
         await start(journal, f"task-{number:02}")
         if number % 3:  # some tasks share a created_at: the cursor must still tell them apart
@@ -300,7 +353,7 @@ async def test_list_pages_newest_first_without_gaps_or_repeats(journal: Journal,
     assert keys == sorted(keys, reverse=True)
 
 
-async def test_list_filters_by_state_tool_and_time(journal: Journal, clock: Clock) -> None:
+async def test_list_filters_by_state_tool_and_time(journal: TaskJournal, clock: Clock) -> None:
     await start(journal, "old-video", tool="kling_generate_video")
     clock.advance(100)
     since = clock.now
@@ -323,7 +376,7 @@ async def test_list_filters_by_state_tool_and_time(journal: Journal, clock: Cloc
     ]
 
 
-async def test_a_foreign_cursor_is_refused_clearly(journal: Journal) -> None:
+async def test_a_foreign_cursor_is_refused_clearly(journal: TaskJournal) -> None:
     with pytest.raises(CursorError, match="next_cursor of the previous page"):
         await journal.list_tasks(cursor="not-a-cursor")
     with pytest.raises(ValueError, match="at least 1"):
@@ -333,7 +386,9 @@ async def test_a_foreign_cursor_is_refused_clearly(journal: Journal) -> None:
 # --- Duplicates, limits, resuming ---------------------------------------------------------
 
 
-async def test_a_running_duplicate_is_found_only_within_its_window(journal: Journal, clock: Clock) -> None:
+async def test_a_running_duplicate_is_found_only_within_its_window(
+    journal: TaskJournal, clock: Clock
+) -> None:
     body = {"prompt": "a cat surfing", "duration": 5}
     first = await start(journal, "task-1", body)
     same = body_hash({"duration": 5, "prompt": "a cat surfing", "token": SECRET})
@@ -353,7 +408,7 @@ async def test_a_running_duplicate_is_found_only_within_its_window(journal: Jour
     assert await journal.find_running_duplicate(TOOL, same, within_seconds=60) is None
 
 
-async def test_unfinished_undownloaded_paid_and_running(journal: Journal, clock: Clock) -> None:
+async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, clock: Clock) -> None:
     start_time = clock.now
     await start(journal, "downloaded")
     clock.advance(1)
@@ -390,7 +445,7 @@ async def test_unfinished_undownloaded_paid_and_running(journal: Journal, clock:
     assert [record.task_id for record in await journal.unfinished()] == ["still-running"]
 
 
-async def test_owners_never_see_each_others_tasks(journal: Journal) -> None:
+async def test_owners_never_see_each_others_tasks(journal: TaskJournal) -> None:
     alice = await start(journal, "task-alice", {"prompt": "same"}, owner="alice")
     await start(journal, "task-bob", {"prompt": "same"}, owner="bob")
     await journal.record_statuses([succeeded("task-bob")])
@@ -427,10 +482,178 @@ async def test_owners_never_see_each_others_tasks(journal: Journal) -> None:
     assert await journal.hosted_url("f" * 64, owner="bob") is None
 
 
+# --- Leases: replicas sharing the work ----------------------------------------------------
+
+LEASE = 30.0
+
+
+async def holders(journal: TaskJournal, *task_ids: str) -> dict[str, str | None]:
+    records = [await journal.get(task_id) for task_id in task_ids]
+    return {record.task_id or "": record.holder for record in records if record is not None}
+
+
+async def test_two_replicas_claiming_at_once_get_disjoint_tasks(
+    replicas: tuple[TaskJournal, TaskJournal], clock: Clock
+) -> None:
+    first, second = replicas
+    task_ids = {f"task-{number:02}" for number in range(20)}
+    for task_id in sorted(task_ids):
+        await start(first, task_id)
+
+    async def claim(journal: TaskJournal, holder: str, claimed: dict[str, list[TaskRecord]]) -> None:
+        claimed[holder] = await journal.claim_unfinished(
+            owner="", holder=holder, lease_seconds=LEASE, limit=15
+        )
+
+    for _ in range(25):
+        claimed: dict[str, list[TaskRecord]] = {}
+        async with anyio.create_task_group() as group:
+            group.start_soon(claim, first, "replica-a", claimed)
+            group.start_soon(claim, second, "replica-b", claimed)
+        taken = {holder: {record.task_id for record in records} for holder, records in claimed.items()}
+        assert not taken["replica-a"] & taken["replica-b"]
+        assert taken["replica-a"] | taken["replica-b"] == task_ids  # 15 + 15 wanted: none left behind
+        for holder, records in claimed.items():
+            assert {(record.holder, record.lease_until) for record in records} <= {
+                (holder, clock.now + LEASE)
+            }
+        clock.advance(LEASE)  # every lease runs out: the next round claims them all again
+
+
+async def test_a_dead_replicas_tasks_are_claimed_once_its_leases_expire(
+    replicas: tuple[TaskJournal, TaskJournal], clock: Clock
+) -> None:
+    first, second = replicas
+    await start(first, "task-1")
+    clock.advance(1)
+    await start(first, "task-2")
+    claimed = await first.claim_unfinished(owner="", holder="replica-a", lease_seconds=LEASE)
+    assert [record.task_id for record in claimed] == ["task-1", "task-2"]
+
+    assert await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE) == []
+    clock.advance(LEASE - 1)
+    assert await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE) == []
+    clock.advance(1)  # replica-a renewed nothing: it is gone
+    taken = await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE)
+    assert [(record.task_id, record.holder) for record in taken] == [
+        ("task-1", "replica-b"),
+        ("task-2", "replica-b"),
+    ]
+    assert await first.hold(["task-1"], holder="replica-a", lease_seconds=LEASE) == []
+
+
+async def test_hold_skips_tasks_another_replica_holds(
+    replicas: tuple[TaskJournal, TaskJournal], clock: Clock
+) -> None:
+    first, second = replicas
+    for task_id in ("task-1", "task-2", "task-3", "task-done"):
+        await start(first, task_id)
+    await first.record_statuses([succeeded("task-done")])
+
+    assert await first.hold(["task-1", "task-2"], holder="replica-a", lease_seconds=LEASE) == [
+        "task-1",
+        "task-2",
+    ]
+    held = ["task-3", "task-1", "task-2", "task-done", "unknown"]
+    assert await second.hold(held, holder="replica-b", lease_seconds=LEASE) == ["task-3"]
+
+    clock.advance(LEASE - 1)
+    assert await first.hold(["task-1"], holder="replica-a", lease_seconds=LEASE) == ["task-1"]  # renewed
+    clock.advance(2)  # task-2's lease ran out, task-1's did not
+    assert await second.hold(["task-1", "task-2"], holder="replica-b", lease_seconds=LEASE) == ["task-2"]
+    assert await holders(first, "task-1", "task-2", "task-3", "task-done") == {
+        "task-1": "replica-a",
+        "task-2": "replica-b",
+        "task-3": "replica-b",
+        "task-done": None,
+    }
+    record = await first.get("task-1")
+    assert record is not None
+    assert record.lease_until == clock.now - 1 + LEASE
+
+
+async def test_a_final_state_releases_the_lease(journal: TaskJournal) -> None:
+    for task_id in ("task-1", "task-2", "task-3"):
+        await start(journal, task_id)
+    await journal.hold(["task-1", "task-2", "task-3"], holder="replica-a", lease_seconds=LEASE)
+    await journal.record_statuses(
+        [
+            StatusUpdate("task-1", "running", "processing"),
+            succeeded("task-2"),
+            StatusUpdate("task-3", "failed", "failed", error_message="Refused."),
+        ]
+    )
+    assert await holders(journal, "task-1", "task-2", "task-3") == {
+        "task-1": "replica-a",
+        "task-2": None,
+        "task-3": None,
+    }
+    done = await journal.get("task-2")
+    assert done is not None
+    assert done.lease_until is None
+
+
+async def test_release_frees_only_the_holders_own_leases(
+    replicas: tuple[TaskJournal, TaskJournal],
+) -> None:
+    first, second = replicas
+    await start(first, "task-1")
+    await first.hold(["task-1"], holder="replica-a", lease_seconds=LEASE)
+    await second.release(["task-1"], holder="replica-b")
+    assert await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE) == []
+
+    await first.release(["task-1"], holder="replica-a")  # stopping cleanly: another may take it now
+    taken = await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE)
+    assert [record.task_id for record in taken] == ["task-1"]
+
+
+async def test_claims_take_one_owners_tasks_or_everyones(journal: TaskJournal, clock: Clock) -> None:
+    await start(journal, "task-alice", owner="alice")
+    clock.advance(1)
+    await start(journal, "task-bob", owner="bob")
+    clock.advance(1)
+    await start(journal, "task-local")
+    await start(journal, "task-done", owner="alice")
+    await journal.record_statuses([succeeded("task-done")])
+    await journal.begin(TOOL, ENDPOINT, {"prompt": "no task id yet"}, owner="alice")
+
+    alices = await journal.claim_unfinished(owner="alice", holder="replica-a", lease_seconds=LEASE)
+    assert [record.task_id for record in alices] == ["task-alice"]
+    rest = await journal.claim_unfinished(owner=None, holder="replica-b", lease_seconds=LEASE, limit=1)
+    assert [record.task_id for record in rest] == ["task-bob"]  # the oldest first
+    rest = await journal.claim_unfinished(owner=None, holder="replica-b", lease_seconds=LEASE)
+    assert [(record.owner, record.task_id) for record in rest] == [("", "task-local")]
+
+
+async def test_a_shared_secret_is_one_per_database(store: Store, tmp_path: Path) -> None:
+    first, second = await store.open(), await store.open()
+    elsewhere = await store.other(tmp_path / "elsewhere").open()
+    try:
+        key = await first.shared_secret("owner-key")
+        assert len(key) == 32
+        assert await second.shared_secret("owner-key") == key
+        assert await first.shared_secret("owner-key") == key
+        assert await second.shared_secret("another-key") not in (key, b"")
+        assert await elsewhere.shared_secret("owner-key") != key
+    finally:
+        for journal in (first, second, elsewhere):
+            await journal.aclose()
+
+    reopened = await store.open()
+    try:
+        assert await reopened.shared_secret("owner-key") == key
+    finally:
+        await reopened.aclose()
+
+
+async def test_ping_answers(journal: TaskJournal) -> None:
+    await journal.ping()
+
+
 # --- Secrets and uploads ------------------------------------------------------------------
 
 
-async def test_secrets_are_never_stored(journal: Journal, tmp_path: Path) -> None:
+async def test_secrets_are_never_stored(journal: TaskJournal, store: Store) -> None:
     body = {
         "prompt": "a cat",
         "token": SECRET,
@@ -451,14 +674,13 @@ async def test_secrets_are_never_stored(journal: Journal, tmp_path: Path) -> Non
     assert stored is not None
     assert stored.body == expected
     assert record.body_hash == body_hash(expected)
-    assert journal.path is not None
-    for file in journal.path.parent.iterdir():  # the database and its write-ahead log
+    for file in store.stored_files():
         assert SECRET.encode() not in file.read_bytes(), file
 
 
-async def test_an_uploaded_file_is_remembered_by_its_hash(tmp_path: Path, clock: Clock) -> None:
+async def test_an_uploaded_file_is_remembered_by_its_hash(store: Store, clock: Clock) -> None:
     digest = "a" * 64
-    first = await Journal.open(tmp_path, clock=clock)
+    first = await store.open(clock)
     assert await first.hosted_url(digest) is None
     await first.remember_upload(digest, "https://files.test/1.png", size=1024, mime="image/png")
     await first.remember_upload(digest, "https://files.test/2.png", size=1024, mime="image/png")
@@ -466,7 +688,7 @@ async def test_an_uploaded_file_is_remembered_by_its_hash(tmp_path: Path, clock:
     assert await first.hosted_url("b" * 64) is None
     await first.aclose()
 
-    second = await Journal.open(tmp_path, clock=clock)
+    second = await store.open(clock)
     try:
         assert await second.hosted_url(digest) == "https://files.test/2.png"
     finally:
@@ -547,6 +769,95 @@ async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.
     assert "newer kling-mcp" in warning
 
 
+async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Clock) -> None:
+    journal = await Journal.open(tmp_path, clock=clock)
+    await start(journal, "task-1")
+    await journal.aclose()
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:  # back to schema 1: no leases, no secrets
+        db.execute("ALTER TABLE tasks DROP COLUMN holder")
+        db.execute("ALTER TABLE tasks DROP COLUMN lease_until")
+        db.execute("DROP TABLE secrets")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+
+    journal = await Journal.open(tmp_path, clock=clock)
+    try:
+        assert journal.path == tmp_path / JOURNAL_FILE
+        claimed = await journal.claim_unfinished(owner="", holder="replica-a", lease_seconds=LEASE)
+        assert [(record.task_id, record.holder) for record in claimed] == [("task-1", "replica-a")]
+        assert len(await journal.shared_secret("owner-key")) == 32
+    finally:
+        await journal.aclose()
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+    assert moved_aside(tmp_path) == {}
+
+
+# --- PostgreSQL: unreachable, lost and foreign databases ----------------------------------
+
+PASSWORD = "hunter2-not-in-logs"
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_an_unreachable_database_is_a_clear_error_without_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    url = f"postgresql://kling:{PASSWORD}@127.0.0.1:{port}/journal"
+    with pytest.raises(JournalUnavailableError) as raised:
+        await open_journal(tmp_path, url)
+    message = str(raised.value)
+    assert f"postgresql://kling:***@127.0.0.1:{port}/journal" in message
+    assert "KLING_DATABASE_URL" in message
+    assert PASSWORD not in message
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None or PASSWORD not in str(raised.value.__context__)
+    assert all(PASSWORD not in record.getMessage() for record in caplog.records)
+
+
+def test_a_url_is_shown_without_its_password() -> None:
+    assert redact(f"postgresql://kling:{PASSWORD}@db.internal:5432/journal?sslmode=require") == (
+        "postgresql://kling:***@db.internal:5432/journal?sslmode=require"
+    )
+    assert redact(f"postgresql://db.internal/journal?user=kling&password={PASSWORD}") == (
+        "postgresql://db.internal/journal?user=kling&password=***"
+    )
+    assert redact(f"host=db.internal password='{PASSWORD}' dbname=journal") == (
+        "host=db.internal password=*** dbname=journal"
+    )
+    assert redact("postgresql://kling@db.internal/journal") == "postgresql://kling@db.internal/journal"
+
+
+async def test_ping_fails_when_the_database_is_gone(
+    postgres_cluster: PostgresCluster, postgres_url: str
+) -> None:
+    journal = await PostgresJournal.open(postgres_url)
+    try:
+        await journal.ping()
+        with psycopg.connect(postgres_cluster.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{urlsplit(postgres_url).path[1:]}" WITH (FORCE)')
+        with pytest.raises(JournalUnavailableError, match="does not answer"):
+            await journal.ping()
+    finally:
+        await journal.aclose()
+
+
+async def test_another_programs_tables_are_refused(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        other.execute("CREATE TABLE tasks (id SERIAL PRIMARY KEY, title TEXT)")
+    with pytest.raises(JournalUnavailableError, match=r"table tasks .* lacks the columns .*entry_id"):
+        await PostgresJournal.open(postgres_url)
+
+
+async def test_a_newer_postgres_journal_is_refused(postgres_url: str) -> None:
+    await (await PostgresJournal.open(postgres_url)).aclose()
+    with psycopg.connect(postgres_url, autocommit=True) as newer:
+        newer.execute("UPDATE journal_schema SET version = 99")
+    with pytest.raises(JournalUnavailableError, match="newer kling-mcp"):
+        await PostgresJournal.open(postgres_url)
+
+
 def test_an_unwritable_data_dir_falls_back_to_memory(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o555)
@@ -597,10 +908,10 @@ WRITER = """
 import sys
 from pathlib import Path
 import anyio
-from kling_mcp.journal import Journal, StatusUpdate
+from kling_mcp.journal import StatusUpdate, open_journal
 
 async def main():
-    journal = await Journal.open(Path(sys.argv[1]))
+    journal = await open_journal(Path(sys.argv[1]), sys.argv[4] or None)
     label, count = sys.argv[2], int(sys.argv[3])
     for number in range(count):
         task_id = f"{label}-{number}"
@@ -615,15 +926,18 @@ anyio.run(main)
 """
 
 
-async def test_processes_share_one_journal(tmp_path: Path) -> None:
+async def test_processes_share_one_journal(store: Store, tmp_path: Path) -> None:
     count = 100
     logs = [tmp_path / f"child{index}.log" for index in range(2)]
     children = []
     for index, log in enumerate(logs):
         with log.open("wb") as stderr:
-            command = [sys.executable, "-c", WRITER, str(tmp_path), f"child{index}", str(count)]
+            command = [
+                sys.executable, "-c", WRITER, str(store.data_dir), f"child{index}", str(count),
+                store.database_url or "",
+            ]  # fmt: skip
             children.append(await anyio.open_process(command, stdout=subprocess.DEVNULL, stderr=stderr))
-    journal = await Journal.open(tmp_path)  # opened while the children open and migrate it too
+    journal = await store.open()  # opened while the children open and set it up too
     written = 0
     with anyio.fail_after(120):
         # The parent keeps writing until both children are done, so the writes overlap.

@@ -114,7 +114,9 @@ async def _running(
             auto_download=settings.auto_download and not settings.hosted,
         )
         background.start_soon(poller.run)
-        if settings.api_token:  # without a token of its own, a server cannot poll what no call asks for
+        # A server takes up what a stopped one left with its own token; a hosted one, whose users
+        # bring theirs, takes up each user's tasks on that user's next request instead.
+        if settings.api_token and not settings.hosted:
             background.start_soon(keeper.resume)
         owner_key = await journal.shared_secret(OWNER_KEY) if settings.hosted else b""
         yield AppState(settings, http, client, poller, keeper, roots, owner_key)
