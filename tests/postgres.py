@@ -3,11 +3,11 @@
 `PostgresCluster.start()` runs `initdb` and `pg_ctl` on a free 127.0.0.1 port with the data and
 the socket inside one temporary directory, and `stop()` removes it all. As root, `initdb`
 refuses to run, so then the directory goes to `nobody` and the binaries run through
-`runuser -u nobody --`. The cluster trusts loopback connections and skips fsync: it holds
-nothing worth keeping.
+`runuser -u nobody --`. The cluster trusts loopback connections and, unless started
+`durable`, skips fsync: it holds nothing worth keeping.
 
 The pytest fixtures: `postgres_cluster` (one per session) and `postgres_url` (a fresh, empty
-database on it for each test). Use them with `pytest_plugins = ("tests.postgres",)`.
+database on it for each test): import both into the test module that uses them.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class PostgresCluster:
         return self.directory / "data"
 
     @classmethod
-    def start(cls) -> PostgresCluster:
+    def start(cls, *, durable: bool = False) -> PostgresCluster:
+        """A running cluster; `durable` keeps fsync and synchronous commits on (for benchmarks)."""
         bindir = postgres_bindir()
         directory = Path(tempfile.mkdtemp(prefix="kling-mcp-postgres-"))
         cluster = cls(directory, free_port(), bindir)
@@ -80,10 +81,9 @@ class PostgresCluster:
                 "initdb", "-D", str(cluster.data_dir), "-U", SUPERUSER, "--auth=trust", "--no-sync",
                 "-E", "UTF8", "--locale=C",
             )  # fmt: skip
-            options = (
-                f"-p {cluster.port} -c listen_addresses=127.0.0.1 -k {directory} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
+            options = f"-p {cluster.port} -c listen_addresses=127.0.0.1 -k {directory}"
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             log = str(directory / "server.log")
             cluster._run("pg_ctl", "-D", str(cluster.data_dir), "-l", log, "-o", options, "-w", "start")
         except BaseException:

@@ -33,7 +33,7 @@ from kling_mcp.journal import (
     body_hash,
     open_journal,
 )
-from kling_mcp.journal_pg import PostgresJournal, redact
+from kling_mcp.journal_pg import redact
 from kling_mcp.logs import logger
 from tests.postgres import PostgresCluster, free_port, postgres_cluster, postgres_url  # noqa: F401
 
@@ -77,7 +77,7 @@ class Store:
 
     def other(self, data_dir: Path) -> Store:
         """A store on another database."""
-        return Store(data_dir, self.cluster, self.cluster and self.cluster.create_database())
+        return Store(data_dir, self.cluster, self.cluster.create_database() if self.cluster else None)
 
     def stored_files(self) -> list[Path]:
         """Every file the database keeps its data in."""
@@ -89,12 +89,18 @@ class Store:
         return [path for path in self.cluster.data_dir.rglob("*") if path.is_file()]
 
 
+@pytest.fixture
+def postgres_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A fresh database on the session's cluster (tests.postgres)."""
+    cluster = request.getfixturevalue("postgres_cluster")
+    return Store(tmp_path / "data", cluster, request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
     if request.param == "sqlite":
         return Store(tmp_path / "data")
-    cluster = request.getfixturevalue("postgres_cluster")
-    return Store(tmp_path / "data", cluster, request.getfixturevalue("postgres_url"))
+    return request.getfixturevalue("postgres_store")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -569,7 +575,7 @@ async def test_hold_skips_tasks_another_replica_holds(
     }
     record = await first.get("task-1")
     assert record is not None
-    assert record.lease_until == clock.now - 1 + LEASE
+    assert record.lease_until == clock.now - 2 + LEASE  # renewed 2 s ago
 
 
 async def test_a_final_state_releases_the_lease(journal: TaskJournal) -> None:
@@ -829,33 +835,36 @@ def test_a_url_is_shown_without_its_password() -> None:
     assert redact("postgresql://kling@db.internal/journal") == "postgresql://kling@db.internal/journal"
 
 
-async def test_ping_fails_when_the_database_is_gone(
-    postgres_cluster: PostgresCluster, postgres_url: str
-) -> None:
-    journal = await PostgresJournal.open(postgres_url)
+async def test_ping_fails_when_the_database_is_gone(postgres_store: Store) -> None:
+    assert postgres_store.cluster is not None
+    assert postgres_store.database_url is not None
+    journal = await postgres_store.open()
     try:
         await journal.ping()
-        with psycopg.connect(postgres_cluster.url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{urlsplit(postgres_url).path[1:]}" WITH (FORCE)')
+        with psycopg.connect(postgres_store.cluster.url(), autocommit=True) as admin:
+            database = urlsplit(postgres_store.database_url).path[1:]
+            admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
         with pytest.raises(JournalUnavailableError, match="does not answer"):
             await journal.ping()
     finally:
         await journal.aclose()
 
 
-async def test_another_programs_tables_are_refused(postgres_url: str) -> None:
-    with psycopg.connect(postgres_url, autocommit=True) as other:
+async def test_another_programs_tables_are_refused(postgres_store: Store) -> None:
+    assert postgres_store.database_url is not None
+    with psycopg.connect(postgres_store.database_url, autocommit=True) as other:
         other.execute("CREATE TABLE tasks (id SERIAL PRIMARY KEY, title TEXT)")
     with pytest.raises(JournalUnavailableError, match=r"table tasks .* lacks the columns .*entry_id"):
-        await PostgresJournal.open(postgres_url)
+        await postgres_store.open()
 
 
-async def test_a_newer_postgres_journal_is_refused(postgres_url: str) -> None:
-    await (await PostgresJournal.open(postgres_url)).aclose()
-    with psycopg.connect(postgres_url, autocommit=True) as newer:
+async def test_a_newer_postgres_journal_is_refused(postgres_store: Store) -> None:
+    assert postgres_store.database_url is not None
+    await (await postgres_store.open()).aclose()
+    with psycopg.connect(postgres_store.database_url, autocommit=True) as newer:
         newer.execute("UPDATE journal_schema SET version = 99")
     with pytest.raises(JournalUnavailableError, match="newer kling-mcp"):
-        await PostgresJournal.open(postgres_url)
+        await postgres_store.open()
 
 
 def test_an_unwritable_data_dir_falls_back_to_memory(tmp_path: Path) -> None:

@@ -117,31 +117,36 @@ class PostgresJournal(TaskJournal):
 
 
 async def _set_up(connection: Connection, url: str) -> None:
-    """Create the schema unless it exists, then check that the tables are the journal's."""
+    """Create what is missing of the schema, unless the database holds a newer one or another program's."""
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         await connection.execute(_VERSION_TABLE)
         cursor = await connection.execute("SELECT max(version) AS version FROM journal_schema")
         version = (await cursor.fetchone() or {}).get("version")
-        if version is None:
-            for statement in SCHEMA:
-                await connection.execute(_postgres_ddl(statement))
-            await connection.execute("INSERT INTO journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
-        elif version > SCHEMA_VERSION:
+        if version is not None and version > SCHEMA_VERSION:
             raise JournalUnavailableError(
                 f"The task journal in {redact(url)} was written by a newer kling-mcp (schema {version}; this "
                 f"one reads {SCHEMA_VERSION}): upgrade kling-mcp on every replica that shares it."
             )
-        cursor = await connection.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-            (list(_TABLE_COLUMNS),),
-        )
-        found: dict[str, set[str]] = {table: set() for table in _TABLE_COLUMNS}
-        for row in await cursor.fetchall():
-            found[row["table_name"]].add(row["column_name"])
-    for table, expected in _TABLE_COLUMNS.items():
-        if missing := expected - found[table]:
+        await _refuse_foreign_tables(connection, url)
+        for statement in SCHEMA:
+            await connection.execute(_postgres_ddl(statement))
+        if version is None:
+            await connection.execute("INSERT INTO journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+
+async def _refuse_foreign_tables(connection: Connection, url: str) -> None:
+    """Raise if a table of the journal's name exists without the journal's columns."""
+    cursor = await connection.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
+        (list(_TABLE_COLUMNS),),
+    )
+    found: dict[str, set[str]] = {}
+    for row in await cursor.fetchall():
+        found.setdefault(row["table_name"], set()).add(row["column_name"])
+    for table, columns in found.items():
+        if missing := _TABLE_COLUMNS[table] - columns:
             raise JournalUnavailableError(
                 f"The table {table} in {redact(url)} lacks the columns {', '.join(sorted(missing))}: it "
                 "belongs to another program. Give kling-mcp a database of its own, or a schema of its own "

@@ -6,14 +6,17 @@ server left running are followed again, and finished videos it never saved are s
 video that was paid for reaches the disk even when the call that asked for it is long gone.
 
 Replicas of a hosted server share the journal, and leases keep them from polling one task
-twice: a call holds the lease of the task it waits for, and a user's next request on any
-replica takes over that user's unfinished tasks whose lease has run out (their replica died),
-bringing them up to date with that request's token.
+twice: a call holds the lease of the task it waits for, short and renewed every few seconds
+while it waits, and a user's next request on any replica takes over that user's unfinished
+tasks whose lease has run out (their replica died), bringing them up to date with that
+request's token. A replica that dies frees its tasks within LEASE_SECONDS, however long its
+calls meant to wait.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,9 +37,11 @@ from kling_mcp.logs import logger
 from kling_mcp.polling import TaskPoller
 
 OnSaveProgress = Callable[[int, int | None], Awaitable[None]]
-LEASE_MARGIN_SECONDS = 30.0
-"""How long past its wait a call's lease lasts: a replica that dies frees its tasks this soon."""
-TAKE_OVER_LEASE_SECONDS = QUERY_BUDGET + LEASE_MARGIN_SECONDS
+LEASE_SECONDS = 10.0
+"""How long a lease lasts unless renewed: a replica that dies frees its tasks this soon."""
+RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
+"""How often the leases of the tasks calls wait for are renewed (all in one write)."""
+TAKE_OVER_LEASE_SECONDS = QUERY_BUDGET + LEASE_SECONDS
 
 
 class SaveError(Exception):
@@ -78,6 +83,9 @@ class TaskKeeper:
         self._background = background
         self._auto_download = auto_download
         self._saving: dict[str, Saving] = {}
+        self._waited_for: Counter[str] = Counter()
+        """The tasks calls wait for here (how many calls each), whose leases are renewed."""
+        self._renewing = False
         self.holder = uuid.uuid4().hex
         """This server's name on the leases it holds."""
         poller.on_statuses = self.observe
@@ -99,17 +107,42 @@ class TaskKeeper:
             )
 
     @asynccontextmanager
-    async def leased(self, task_id: str, *, seconds: float) -> AsyncIterator[bool]:
-        """Hold `task_id`'s lease for about `seconds` (a call's wait): yields whether it is held."""
-        held = await self.journal.hold(
-            [task_id], holder=self.holder, lease_seconds=seconds + LEASE_MARGIN_SECONDS
-        )
+    async def leased(self, task_id: str, *, seconds: float | None = None) -> AsyncIterator[bool]:
+        """Hold `task_id`'s lease while a call waits for it: yields whether it is held now.
+
+        The lease is renewed every RENEW_EVERY_SECONDS while the block runs (and taken then if
+        another holder's has run out), so how long the call waits does not matter: `seconds` is
+        ignored, and goes once generation.py stops passing it.
+        """
+        held = await self.journal.hold([task_id], holder=self.holder, lease_seconds=LEASE_SECONDS)
+        self._waited_for[task_id] += 1
+        self._renew_soon()
         try:
             yield bool(held)
         finally:
-            if held:
+            self._waited_for[task_id] -= 1
+            if not self._waited_for[task_id]:
+                del self._waited_for[task_id]
                 with anyio.CancelScope(shield=True):
-                    await self.journal.release(held, holder=self.holder)
+                    await self.journal.release([task_id], holder=self.holder)
+
+    def _renew_soon(self) -> None:
+        if not self._renewing:
+            self._renewing = True
+            self._background.start_soon(self._renew_leases)
+
+    async def _renew_leases(self) -> None:
+        """Renew, in one write, the leases of every task a call waits for here; for the server's life."""
+        while True:
+            await anyio.sleep(RENEW_EVERY_SECONDS)
+            if not self._waited_for:
+                continue
+            try:
+                await self.journal.hold(
+                    list(self._waited_for), holder=self.holder, lease_seconds=LEASE_SECONDS
+                )
+            except Exception:  # a journal hiccup must not stop the renewals: the next one may pass
+                logger.exception("Renewing the leases of %d waited-for task(s) failed", len(self._waited_for))
 
     async def take_over(self, caller: Caller) -> None:
         """Bring up to date, with `caller`'s token, the caller's tasks that no replica watches."""

@@ -14,6 +14,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from kling_mcp.client import TaskState, TaskStatus
 from kling_mcp.fields import WebUrl
+from kling_mcp.tools.spec import result_content
 
 MAX_WAIT_SECONDS = 3600
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
@@ -162,7 +163,7 @@ def _seconds(value: str | None) -> float | None:
 def structured(result: BaseModel, text: str) -> CallToolResult:
     """A tool's answer: `result` as structured content, and `text` beside it for the reader."""
     return CallToolResult(
-        content=[TextContent(type="text", text=text)], structured_content=result.model_dump(mode="json")
+        content=[TextContent(type="text", text=text)], structured_content=result_content(result)
     )
 
 

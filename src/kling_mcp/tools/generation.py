@@ -26,7 +26,7 @@ from kling_mcp.settings import Settings
 from kling_mcp.state import AppState
 from kling_mcp.tools.common import GenerationRequest, VideoTask, video_task, video_text
 from kling_mcp.tools.local_media import swap_hosted, upload_local_media
-from kling_mcp.tools.spec import ToolSpec
+from kling_mcp.tools.spec import ToolSpec, result_content
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
@@ -309,6 +309,6 @@ def answer(task: VideoTask) -> CallToolResult:
         )
     return CallToolResult(
         content=content,
-        structured_content=task.model_dump(mode="json"),
+        structured_content=result_content(task),
         is_error=task.state == "failed",
     )

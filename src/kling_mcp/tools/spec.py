@@ -85,20 +85,21 @@ def _allow_only_known_at_top(schema: dict[str, Any]) -> None:
 
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """`model`'s lean schema as results are serialised, without defaults (results always carry them)
+    """`model`'s lean schema as results are serialised (see `result_content`), without defaults
     and without the model's docstring, which is written for this code's readers."""
-    schema = lean_schema(
-        model.model_json_schema(mode="serialization"), drop=("title", "$defs", "default"), nullable=True
-    )
+    schema = lean_schema(model.model_json_schema(mode="serialization"), drop=("title", "$defs", "default"))
     schema.pop("description", None)
     return schema
 
 
-def lean_schema(
-    schema: dict[str, Any], drop: tuple[str, ...] = ("title", "$defs"), nullable: bool = False
-) -> dict[str, Any]:
-    """`schema` with `$ref`s inlined, `title`s dropped and `anyOf [X, null]` made plain `X`
-    (or, when `nullable`, `X` whose type also allows null: results say none with null)."""
+def result_content(result: BaseModel) -> dict[str, Any]:
+    """`result` as structured content: what is unknown is left out, as its schema says (a field
+    typed `X`, not `X or null`, is what every client's schema dialect can read)."""
+    return result.model_dump(mode="json", exclude_none=True)
+
+
+def lean_schema(schema: dict[str, Any], drop: tuple[str, ...] = ("title", "$defs")) -> dict[str, Any]:
+    """`schema` with `$ref`s inlined, `title`s dropped and `anyOf [X, null]` made plain `X`."""
     definitions = schema.get("$defs", {})
 
     def lean(node: Any, naming: bool = False) -> Any:
@@ -109,16 +110,13 @@ def lean_schema(
             return node
         if naming:
             return {name: lean(value) for name, value in node.items()}
-        node, optional = _without_null(node)
+        node = _without_null(node)
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/$defs/"):
             siblings = {key: value for key, value in node.items() if key != "$ref"}
-            node = {**definitions[ref.removeprefix("#/$defs/")], **siblings}
-            return lean({"anyOf": [node, {"type": "null"}]} if optional else node)
-        if "enum" in node and not (optional and nullable):  # the values say their type
+            return lean({**definitions[ref.removeprefix("#/$defs/")], **siblings})
+        if "enum" in node:  # the values say their type
             node = {key: value for key, value in node.items() if key != "type"}
-        if optional and nullable and isinstance(node.get("type"), str):
-            node = {**node, "type": [node["type"], "null"]}
         return {
             key: lean(value, naming=key in ("properties", "$defs"))
             for key, value in node.items()
@@ -129,16 +127,16 @@ def lean_schema(
     return result
 
 
-def _without_null(node: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """`{"anyOf": [X, {"type": "null"}], ...}` as `{**X, ...}`, and whether null was an option."""
+def _without_null(node: dict[str, Any]) -> dict[str, Any]:
+    """`{"anyOf": [X, {"type": "null"}], ...}` as `{**X, ...}`: none is said by leaving it out."""
     options = node.get("anyOf")
     if not isinstance(options, list) or {"type": "null"} not in options:
-        return node, False
+        return node
     others = [option for option in options if option != {"type": "null"}]
     rest = {key: value for key, value in node.items() if key != "anyOf"}
     if len(others) == 1:
-        return {**others[0], **rest}, True
-    return {"anyOf": others, **rest}, True
+        return {**others[0], **rest}
+    return {"anyOf": others, **rest}
 
 
 def parse_arguments(tool: str, model: type[InputT], arguments: dict[str, Any]) -> InputT:

@@ -157,7 +157,7 @@ class ListTasksInput(StrictModel):
 
 
 class TaskEntry(KlingModel):
-    task_id: str | None
+    task_id: str | None = None
     state: str
     tool: str
     created_at: str
