@@ -16,9 +16,10 @@ import itertools
 import json
 import math
 import secrets
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -375,8 +376,10 @@ async def test_a_killed_replicas_task_is_taken_over_by_the_users_next_request_an
             await query(postgres_url, statement)
 
         async def generate() -> None:
-            async with session(doomed, user) as client:
-                await client.call_tool("kling_generate_video", {"prompt": asked, "timeout": 30})
+            # The replica dies under the call: its session fails, however the SDK reports that.
+            with suppress(Exception):
+                async with session(doomed, user) as client:
+                    await client.call_tool("kling_generate_video", {"prompt": asked, "timeout": 30})
 
         async def leased() -> bool:
             return bool(await query(postgres_url, "SELECT task_id FROM tasks WHERE holder IS NOT NULL"))
@@ -470,7 +473,9 @@ async def test_sigterm_answers_every_waiting_call_with_its_task_id_and_exits_wit
                 await wait_until(all_waiting, 15, "three waiting calls")
                 with anyio.fail_after(SHUTDOWN_GRACE_SECONDS):
                     exit_code = await running.stop()
-    assert exit_code == 0, running.stderr()
+    # Shut down, uvicorn raises the signal again: the exit says what stopped it (143 in a container).
+    assert exit_code == -signal.SIGTERM, running.stderr()
+    assert "Stopping: answering every waiting call with its task id" in running.stderr()
     assert len(results) == 3
     for result in results:
         task = structured(result)

@@ -156,7 +156,7 @@ class Downloader:
             finally:
                 with contextlib.suppress(OSError):  # never hide why the save failed
                     part.unlink(missing_ok=True)
-        logger.info("saved the video as %s (%.1f MB)", final, transfer.size / 1e6)
+        logger.debug("saved the video as %s (%.1f MB)", final, transfer.size / 1e6)
         return final
 
     def _prepare_directory(self) -> Path:
