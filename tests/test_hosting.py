@@ -34,11 +34,11 @@ from mcp.types import CallToolResult
 from psycopg import sql
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.hosting import SHUTDOWN_GRACE_SECONDS
+from kling_mcp.hosting import REMEMBERED_TOKENS, SHUTDOWN_GRACE_SECONDS, RateLimiter
 from kling_mcp.journal import JOURNAL_FILE
 from kling_mcp.keeper import LEASE_SECONDS
 from tests.hosted import Replica, call, hosted_env, replica, session, structured, text_of
-from tests.postgres import PostgresCluster, postgres_cluster, postgres_url  # noqa: F401
+from tests.postgres import postgres_cluster, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -527,3 +527,16 @@ def test_compose_runs_two_replicas_of_the_image_on_one_postgres_with_health_chec
         assert container_port == port, name
         published.add(host_port)
     assert len(published) == len(replicas_), "two replicas publish the same port"
+
+
+# --- The gate's memory --------------------------------------------------------------------------
+
+
+def test_a_flood_of_new_tokens_leaves_the_rate_limiter_bounded_and_still_limiting() -> None:
+    limiter = RateLimiter(per_minute=2)
+    tokens = [f"token-{number}" for number in range(REMEMBERED_TOKENS * 2)]
+    for token in tokens:
+        limiter.take(token)
+    assert len(limiter) <= REMEMBERED_TOKENS
+    assert limiter.take(tokens[-1]) == 0
+    assert limiter.take(tokens[-1]) > 0, "the newest token made a third request within a minute"

@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MCPB = ROOT / "tests" / "npm" / "node_modules" / ".bin" / "mcpb"
 REGISTRY_SCHEMA = ROOT / "tests" / "schemas" / "mcp-registry-server-2025-12-11.schema.json"
 TOKENS = {"ACEDATACLOUD_API_TOKEN", "ACEDATACLOUD_PLATFORM_TOKEN"}
+SECRETS = {*TOKENS, "KLING_DATABASE_URL"}
+"""Settings whose values must be kept secret: the tokens, and a database URL with its password."""
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from build_mcpb import build_bundle, bundle_files  # noqa: E402
@@ -225,7 +227,7 @@ def test_server_json_describes_every_setting_the_server_reads() -> None:
     variables = {variable["name"]: variable for variable in package["environmentVariables"]}
 
     assert set(variables) == settings_read()
-    assert {name for name, variable in variables.items() if variable.get("isSecret")} == TOKENS
+    assert {name for name, variable in variables.items() if variable.get("isSecret")} == SECRETS
     assert all(variable["description"].strip() for variable in variables.values())
     for name, variable in variables.items():
         if "default" in variable:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import uvicorn
@@ -39,7 +41,10 @@ TOKEN_CHECK_ID = "kling-mcp-token-check"
 ACCEPTED_FOR_SECONDS = 300.0
 REJECTED_FOR_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 10
+REMEMBERED_TOKENS = 10_000
+"""How many tokens' verdicts and rates stay in memory: past it, the stale and then the oldest go."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+T = TypeVar("T")
 
 
 def serve_http(
@@ -156,7 +161,7 @@ class HostedGate:
             return _Answer(
                 429,
                 {"error": f"Too many requests for this token: at most {self._limiter.per_minute} a minute."},
-                {"retry-after": f"{wait:.0f}"},
+                {"retry-after": str(math.ceil(wait))},
             )
         return None
 
@@ -191,6 +196,10 @@ class TokenCheck:
     def __init__(self) -> None:
         self._verdicts: dict[str, tuple[bool, float]] = {}
 
+    def __len__(self) -> int:
+        """How many tokens' verdicts it remembers."""
+        return len(self._verdicts)
+
     async def accepted(self, key: str, client: KlingClient) -> bool:
         verdict, until = self._verdicts.get(key, (True, 0.0))
         if time.monotonic() < until:
@@ -202,10 +211,10 @@ class TokenCheck:
             if error.kind not in (ErrorKind.NOT_FOUND, ErrorKind.AUTH):
                 return True
             verdict = error.kind is ErrorKind.NOT_FOUND
-        self._verdicts[key] = (
-            verdict,
-            time.monotonic() + (ACCEPTED_FOR_SECONDS if verdict else REJECTED_FOR_SECONDS),
-        )
+        self._verdicts.pop(key, None)  # re-inserted last: the newest
+        now = time.monotonic()
+        self._verdicts[key] = (verdict, now + (ACCEPTED_FOR_SECONDS if verdict else REJECTED_FOR_SECONDS))
+        _forget_some(self._verdicts, lambda entry: entry[1] <= now)
         return verdict
 
 
@@ -216,13 +225,32 @@ class RateLimiter:
         self.per_minute = per_minute
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def __len__(self) -> int:
+        """How many tokens' buckets it remembers."""
+        return len(self._buckets)
+
     def take(self, key: str) -> float:
         """Take one request for `key`: 0 if allowed, else the seconds until one is."""
         now = time.monotonic()
-        tokens, since = self._buckets.get(key, (float(self.per_minute), now))
-        tokens = min(float(self.per_minute), tokens + (now - since) * self.per_minute / 60)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) * 60 / self.per_minute
-        self._buckets[key] = (tokens - 1, now)
-        return 0.0
+        tokens = self._refilled(self._buckets.pop(key, (float(self.per_minute), now)), now)
+        taken = tokens >= 1
+        self._buckets[key] = (tokens - 1 if taken else tokens, now)
+        _forget_some(self._buckets, lambda bucket: self._refilled(bucket, now) >= self.per_minute)
+        return 0.0 if taken else (1 - tokens) * 60 / self.per_minute
+
+    def _refilled(self, bucket: tuple[float, float], now: float) -> float:
+        tokens, since = bucket
+        return min(float(self.per_minute), tokens + (now - since) * self.per_minute / 60)
+
+
+def _forget_some(entries: dict[str, T], stale: Callable[[T], bool]) -> None:
+    """Past REMEMBERED_TOKENS entries, drop the stale ones, then the oldest, down to 90 % of it.
+
+    So that requests with ever new tokens cannot grow a replica's memory without bound.
+    """
+    if len(entries) <= REMEMBERED_TOKENS:
+        return
+    for key in [key for key, entry in entries.items() if stale(entry)]:
+        del entries[key]
+    for key in list(itertools.islice(entries, max(len(entries) - REMEMBERED_TOKENS * 9 // 10, 0))):
+        del entries[key]

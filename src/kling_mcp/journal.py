@@ -465,15 +465,30 @@ class TaskJournal(abc.ABC):
         await self._write(f"INSERT INTO tasks ({columns}) VALUES ({values})", row)
         return record
 
-    async def submitted(self, entry_id: str, task_id: str, trace_id: str | None, *, owner: str = "") -> None:
-        """The API accepted the submission `entry_id` as `task_id`: it is running."""
+    async def submitted(
+        self,
+        entry_id: str,
+        task_id: str,
+        trace_id: str | None,
+        *,
+        owner: str = "",
+        holder: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> None:
+        """The API accepted the submission `entry_id` as `task_id`: it is running, and `holder`
+        (the replica whose call waits for it) holds its lease from this moment, so no other
+        replica takes it over in between."""
+        now = self._clock()
         await self._write(
-            "UPDATE tasks SET task_id = :task_id, trace_id = :trace_id, state = 'running', updated_at = :now "
+            "UPDATE tasks SET task_id = :task_id, trace_id = :trace_id, state = 'running', "
+            "updated_at = :now, holder = :holder, lease_until = :lease_until "
             "WHERE entry_id = :entry_id AND owner = :owner",
             {
                 "task_id": task_id,
                 "trace_id": trace_id,
-                "now": self._clock(),
+                "now": now,
+                "holder": holder,
+                "lease_until": now + lease_seconds if holder else None,
                 "entry_id": entry_id,
                 "owner": owner,
             },

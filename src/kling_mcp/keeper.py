@@ -15,6 +15,7 @@ calls meant to wait.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -107,12 +108,11 @@ class TaskKeeper:
             )
 
     @asynccontextmanager
-    async def leased(self, task_id: str, *, seconds: float | None = None) -> AsyncIterator[bool]:
+    async def leased(self, task_id: str) -> AsyncIterator[bool]:
         """Hold `task_id`'s lease while a call waits for it: yields whether it is held now.
 
         The lease is renewed every RENEW_EVERY_SECONDS while the block runs (and taken then if
-        another holder's has run out), so how long the call waits does not matter: `seconds` is
-        ignored, and goes once generation.py stops passing it.
+        another holder's has run out), so how long the call waits does not matter.
         """
         held = await self.journal.hold([task_id], holder=self.holder, lease_seconds=LEASE_SECONDS)
         self._waited_for[task_id] += 1
@@ -145,22 +145,30 @@ class TaskKeeper:
                 logger.exception("Renewing the leases of %d waited-for task(s) failed", len(self._waited_for))
 
     async def take_over(self, caller: Caller) -> None:
-        """Bring up to date, with `caller`'s token, the caller's tasks that no replica watches."""
+        """Bring up to date, with `caller`'s token, the caller's tasks that no replica watches.
+
+        A task is orphaned when its lease is free or ran out and the journal heard nothing of it
+        for LEASE_SECONDS: so a task another replica has just submitted, and is about to wait
+        for, is left to it. A read finds the orphans; only when there are any is a claim written.
+        """
+        if not any(map(_orphaned, await self.journal.unfinished(owner=caller.owner))):
+            return
         claimed = await self.journal.claim_unfinished(
             owner=caller.owner, holder=self.holder, lease_seconds=TAKE_OVER_LEASE_SECONDS
         )
-        task_ids = [record.task_id for record in claimed if record.task_id]
-        if not task_ids:
-            return
+        orphans = [record.task_id for record in claimed if record.task_id and _quiet(record)]
         try:
-            deadline = anyio.current_time() + QUERY_BUDGET
-            await self.observe(await caller.client.retrieve_batch(task_ids, deadline=deadline))
-            logger.info("Took over %d task(s) no replica was watching", len(task_ids))
+            if orphans:
+                deadline = anyio.current_time() + QUERY_BUDGET
+                await self.observe(await caller.client.retrieve_batch(orphans, deadline=deadline))
+                logger.info("Took over %d task(s) no replica was watching", len(orphans))
         except KlingError as error:
-            logger.warning("Could not bring %d unwatched task(s) up to date: %s", len(task_ids), error)
+            logger.warning("Could not bring %d unwatched task(s) up to date: %s", len(orphans), error)
         finally:
             with anyio.CancelScope(shield=True):
-                await self.journal.release(task_ids, holder=self.holder)
+                await self.journal.release(
+                    [record.task_id for record in claimed if record.task_id], holder=self.holder
+                )
 
     async def observe(self, statuses: dict[str, TaskStatus]) -> None:
         """Record what a poll or a lookup saw; save each video that just became ready."""
@@ -237,3 +245,13 @@ class TaskKeeper:
         status = await self._client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
         await self.journal.record_statuses([StatusUpdate.from_status(status)])
         return status.value("video_url")
+
+
+def _orphaned(record: TaskRecord) -> bool:
+    """No replica watches the task: its lease is free or ran out, and it has been quiet a while."""
+    lease_free = record.holder is None or (record.lease_until or 0.0) <= time.time()
+    return lease_free and _quiet(record)
+
+
+def _quiet(record: TaskRecord) -> bool:
+    return record.updated_at <= time.time() - LEASE_SECONDS

@@ -21,6 +21,7 @@ from kling_mcp.callers import Caller
 from kling_mcp.client import Submitted, TaskStatus
 from kling_mcp.errors import KlingError
 from kling_mcp.journal import TaskRecord, body_hash
+from kling_mcp.keeper import LEASE_SECONDS
 from kling_mcp.logs import logger
 from kling_mcp.settings import Settings
 from kling_mcp.state import AppState
@@ -92,7 +93,14 @@ async def _submit(
         )
         outcome = "may or may not have started" if error.maybe_submitted else "was not started"
         raise ToolError(f"The generation {outcome}. {error}") from None
-    await journal.submitted(record.entry_id, submitted.task_id, submitted.trace_id, owner=caller.owner)
+    await journal.submitted(
+        record.entry_id,
+        submitted.task_id,
+        submitted.trace_id,
+        owner=caller.owner,
+        holder=app.keeper.holder,
+        lease_seconds=LEASE_SECONDS,
+    )
     logger.info(
         "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
     )
@@ -121,7 +129,7 @@ async def follow_through(
     polling with it.
     """
     if status is None or (not status.done and deadline > anyio.current_time()):
-        async with app.keeper.leased(task_id, seconds=deadline - anyio.current_time()):
+        async with app.keeper.leased(task_id):
             status = await wait_for(app, ctx, caller, task_id, deadline, report) or status
     if status is not None:
         await app.keeper.observe({task_id: status})
