@@ -4,8 +4,6 @@ task every generation answers with, and the words about waiting and money every 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Annotated, Any, ClassVar
 
 from mcp.types import CallToolResult, TextContent
@@ -75,12 +73,6 @@ def check(problems: list[str]) -> None:
     """Refuse a request that breaks the rules: each problem is a sentence naming its field."""
     if problems:
         raise ValueError("\n".join(problems))
-
-
-def body_hash(body: dict[str, Any]) -> str:
-    """The same request, however its keys are ordered, hashes the same."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # --- The answer of every generation and task lookup -----------------------------------------

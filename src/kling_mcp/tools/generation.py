@@ -89,7 +89,7 @@ async def _submit(
         submitted = await caller.client.submit(request.endpoint, body, deadline=deadline)
     except KlingError as error:
         await journal.submission_failed(
-            record.entry_id, maybe_started=error.maybe_submitted, message=str(error)
+            record.entry_id, maybe_started=error.maybe_submitted, message=str(error), owner=caller.owner
         )
         outcome = "may or may not have started" if error.maybe_submitted else "was not started"
         raise ToolError(f"The generation {outcome}. {error}") from None
