@@ -53,6 +53,10 @@ Help me choose before generating anything (every generation costs credits):
   (add end_image_url for a transition). Longer than one clip? Generate, then kling_extend_video.
 - A character that should copy a real person's movement? kling_generate_motion.
 - A portrait that should speak? kling_talking_photo. New speech on an existing video? kling_lip_sync.
+- A quick draft with sound? kling_generate_turbo_video. Several shots with cuts? kling_generate_storyboard.
+  A subject or voice saved in my Kling library? kling_generate_with_assets.
+- A product ad? kling_goods_studio (no presenter) or kling_video_commerce (a presenter speaks a script).
+- Images may be files on my computer (an absolute path), not only URLs.
 Models:
 {models}
 Native audio: {audio_rule()}. Omni references (image_list, video_list): {omni_rule()}.
