@@ -437,6 +437,18 @@ async def test_list_models_is_the_capability_table(client: Client, router: respx
     assert router.calls.call_count == 0
 
 
+async def test_list_models_says_which_tool_takes_each_model_and_what_each_tool_does(client: Client) -> None:
+    catalog = (await client.call_tool("kling_list_models", {})).structured_content
+    assert catalog is not None
+    tools_of = {model["name"]: model["tools"] for model in catalog["models"]}
+
+    assert set(catalog["tools"]) == {tool.name for tool in (await client.list_tools()).tools}
+    assert tools_of["kling-v3-turbo"] == ["kling_generate_turbo_video"]
+    assert "kling_generate_storyboard" in tools_of["kling-v3"]
+    assert "kling_generate_storyboard" not in tools_of["kling-v2-master"]
+    assert "kling_generate_video" not in tools_of["kling-v3-turbo"]
+
+
 # --- Resources and prompts ------------------------------------------------------------------
 
 

@@ -345,7 +345,7 @@ def model_catalog(default_model: str, specs: tuple[ToolSpec, ...]) -> ModelCatal
             native_audio_modes=list(spec.audio_modes),
             omni_references=spec.omni_references,
             guidance=spec.guidance,
-            tools=[tool.name for tool in specs if spec.name in model_choices(tool)],
+            tools=[tool.name for tool in specs if spec.name in model_choices(tool) or tool.name == spec.tool],
             notes=spec.notes,
         )
 
