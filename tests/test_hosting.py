@@ -34,7 +34,12 @@ from mcp.types import CallToolResult
 from psycopg import sql
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.hosting import REMEMBERED_TOKENS, SHUTDOWN_GRACE_SECONDS, RateLimiter
+from kling_mcp.hosting import (
+    NEW_TOKENS_PER_ADDRESS_PER_MINUTE,
+    REMEMBERED_TOKENS,
+    SHUTDOWN_GRACE_SECONDS,
+    RateLimiter,
+)
 from kling_mcp.journal import JOURNAL_FILE
 from kling_mcp.keeper import LEASE_SECONDS
 from tests.hosted import Replica, call, hosted_env, replica, session, structured, text_of
@@ -262,6 +267,25 @@ async def test_a_token_the_api_rejects_is_refused_with_401(strict: Replica) -> N
     assert rejected.status_code == 401
     assert 'error="invalid_token"' in rejected.headers["www-authenticate"]
     assert "sk-not-a-real-token" not in rejected.text + strict.stderr()
+
+
+@pytest.fixture
+async def guessed(tmp_path: Path) -> AsyncIterator[Replica]:
+    """A replica of its own on an API that accepts only the token "good": an address's new tokens
+    are counted per replica, so no other test may spend them."""
+    api = Emulator(token="good", task_seconds=TASK_SECONDS)
+    async with serve_emulator(api) as base_url, replica(hosted_env(base_url, tmp_path), tmp_path) as running:
+        yield running
+
+
+async def test_an_address_trying_many_new_tokens_is_slowed_before_they_cost_lookups(guessed: Replica) -> None:
+    answers = [await post_initialize(guessed, authorization=f"Bearer guess-{n}") for n in range(12)]
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses == [401] * NEW_TOKENS_PER_ADDRESS_PER_MINUTE + [429, 429]
+    assert "new tokens from this address" in answers[-1].json()["error"]
+    # A token already checked is not a new one: it still gets its own answer.
+    assert (await post_initialize(guessed, authorization="Bearer guess-0")).status_code == 401
 
 
 async def test_the_sixth_request_of_a_token_within_a_minute_gets_429_with_retry_after(

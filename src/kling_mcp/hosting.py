@@ -42,6 +42,8 @@ ACCEPTED_FOR_SECONDS = 300.0
 REJECTED_FOR_SECONDS = 30.0
 SHUTDOWN_GRACE_SECONDS = 10
 REMEMBERED_TOKENS = 10_000
+NEW_TOKENS_PER_ADDRESS_PER_MINUTE = 10
+"""Tokens one client address may have checked a minute: guessing tokens costs the API lookups."""
 """How many tokens' verdicts and rates stay in memory: past it, the stale and then the oldest go."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 T = TypeVar("T")
@@ -122,6 +124,7 @@ class HostedGate:
         self._server = server
         self._limiter = limiter
         self._tokens = TokenCheck()
+        self._new_tokens = RateLimiter(NEW_TOKENS_PER_ADDRESS_PER_MINUTE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,6 +155,13 @@ class HostedGate:
                 "missing_token", "Send your AceDataCloud API token: Authorization: Bearer <token>."
             )
         key = hashlib.sha256(token.encode()).hexdigest()
+        address = str((scope.get("client") or ("unknown",))[0])
+        if not self._tokens.knows(key) and self._new_tokens.take(address) > 0:
+            return _Answer(
+                429,
+                {"error": "Too many new tokens from this address: try again in a minute."},
+                {"retry-after": "60"},
+            )
         if not await self._tokens.accepted(key, state.client.with_token(token)):
             return _unauthorized(
                 "invalid_token", "AceDataCloud rejected this token: check it, or create one."
@@ -199,6 +209,10 @@ class TokenCheck:
     def __len__(self) -> int:
         """How many tokens' verdicts it remembers."""
         return len(self._verdicts)
+
+    def knows(self, key: str) -> bool:
+        """Whether a verdict on this token is still remembered (asking costs no lookup)."""
+        return key in self._verdicts and time.monotonic() < self._verdicts[key][1]
 
     async def accepted(self, key: str, client: KlingClient) -> bool:
         verdict, until = self._verdicts.get(key, (True, 0.0))
