@@ -95,20 +95,25 @@ def _not_found(task_id: str) -> dict[str, Any]:
     return {"error": {"code": "not_found", "message": f"task {task_id} not found"}, "trace_id": "trace-404"}
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """A server of its own for each test: its journal and videos under the test's directory.
+def scripted_settings(directory: Path, poll_interval: float = 0.05) -> Settings:
+    """A server on the scripted API, its journal and videos under `directory`.
 
     Videos are not saved: the scripted API serves no media (tests that save use the emulator).
     """
     return Settings(
         api_token=TOKEN,
         api_base_url=API,
-        poll_interval=0.05,
-        data_dir=tmp_path / "data",
-        output_dir=tmp_path / "videos",
+        poll_interval=poll_interval,
+        data_dir=directory / "data",
+        output_dir=directory / "videos",
         auto_download=False,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A server of its own for each test."""
+    return scripted_settings(tmp_path)
 
 
 @pytest.fixture

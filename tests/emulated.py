@@ -63,6 +63,10 @@ class Progress:
         self.updates.append((progress, total, message))
 
     @property
+    def values(self) -> list[float]:
+        return [progress for progress, _, _ in self.updates]
+
+    @property
     def messages(self) -> list[str]:
         return [message or "" for _, _, message in self.updates]
 
@@ -75,8 +79,11 @@ async def call(
 
 
 def text_of(result: CallToolResult) -> str:
-    block = result.content[0]
+    """The answer's text: its first block; the only other is a link to the saved video file."""
+    block, *links = result.content
     assert isinstance(block, TextContent)
+    assert len(links) <= 1, links
+    assert all(isinstance(link, ResourceLink) for link in links), links
     return block.text
 
 

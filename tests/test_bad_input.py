@@ -30,25 +30,16 @@ from mcp.types import CallToolResult, TextContent
 from kling_mcp.emulator.validation import problem_with
 from kling_mcp.server import create_server
 from kling_mcp.settings import Settings
-from tests.conftest import TOKEN
+from tests.conftest import API, GENERATION_PATHS, scripted_settings
 
 pytestmark = pytest.mark.anyio
 
-API = "https://api.test"
 NOTHING_SENT = "nothing was sent, nothing was charged"
 ANSWER_LIMIT = 4096
 DROP_TABLE = "'; DROP TABLE tasks; --"
 IMAGE = "https://cdn.example.com/cat.png"
 VIDEO = "https://cdn.example.com/moves.mp4"
 AUDIO = "https://cdn.example.com/speech.mp3"
-GENERATION_PATHS = (
-    "/kling/videos",
-    "/kling/motion",
-    "/kling/lip-sync",
-    "/kling/talking-photo",
-    "/kling/goods-studio",
-    "/kling/video-commerce",
-)
 EXAMPLES = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -219,14 +210,7 @@ def api(router: respx.MockRouter) -> FakeApi:
 
 
 def server_settings(directory: Path) -> Settings:
-    return Settings(
-        api_token=TOKEN,
-        api_base_url=API,
-        poll_interval=0.01,
-        data_dir=directory / "data",
-        output_dir=directory / "videos",
-        auto_download=False,
-    )
+    return scripted_settings(directory, poll_interval=0.01)
 
 
 @pytest.fixture

@@ -37,11 +37,11 @@ from mcp.types import (
     CallToolResult,
     LoggingMessageNotificationParams,
     ResourceLink,
-    TextContent,
     jsonrpc_message_adapter,
 )
 
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
+from tests.emulated import Progress, call, structured, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -261,46 +261,6 @@ def tasks_take(emulator: Emulator, seconds: float) -> Iterator[None]:
 
 
 # --- What a user sees -----------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """The progress notifications of one call."""
-
-    updates: list[tuple[float, float | None, str | None]] = field(default_factory=list)
-
-    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
-        self.updates.append((progress, total, message))
-
-    @property
-    def values(self) -> list[float]:
-        return [progress for progress, _, _ in self.updates]
-
-    @property
-    def messages(self) -> list[str]:
-        return [message or "" for _, _, message in self.updates]
-
-
-async def call(
-    client: Client, tool: str, arguments: dict[str, Any], progress: Progress | None = None
-) -> CallToolResult:
-    with anyio.fail_after(CALL_LIMIT):
-        return await client.call_tool(tool, arguments, progress_callback=progress)
-
-
-def text_of(result: CallToolResult) -> str:
-    """The answer's text: its first block; the only other is a link to the saved video file."""
-    block, *links = result.content
-    assert isinstance(block, TextContent)
-    assert len(links) <= 1, links
-    assert all(isinstance(link, ResourceLink) for link in links), links
-    return block.text
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None, text_of(result)
-    return content
 
 
 async def download(url: str) -> httpx.Response:
