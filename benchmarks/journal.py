@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+from run import markdown_table
 
 from kling_mcp.journal import StatusUpdate, TaskJournal, open_journal
 
@@ -154,17 +155,6 @@ async def measure_all(data_dir: Path, database_url: str | None, rounds: int) -> 
     return figures
 
 
-def markdown_table(figures: Sequence[Figure]) -> str:
-    lines = [figure.cells() for figure in figures]
-    widths = [max(len(cells[i]) for cells in [HEADER, *lines]) for i in range(len(HEADER))]
-
-    def render(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
-
-    separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([render(HEADER), separator, *(render(cells) for cells in lines)])
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     cli.add_argument("--rounds", type=int, default=500, help="measured calls of each kind (default 500)")
@@ -175,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         database_url = args.database_url or stack.enter_context(throwaway_postgres())
         figures = anyio.run(measure_all, Path(data_dir), database_url, max(10, args.rounds))
     failed = [figure.metric for figure in figures if figure.passed is False]
-    print(markdown_table(figures))
+    print(markdown_table(figures, HEADER))
     if database_url is None:
         print("\nPostgreSQL not measured: install Debian's postgresql package, or pass --database-url.")
     print(f"\n{len(failed)} target(s) missed{': ' + '; '.join(failed) if failed else ''}")

@@ -59,7 +59,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -523,15 +523,19 @@ class Row:
 HEADER = ["Metric", "kling-mcp", "Baseline", "Difference", "Target", "Result"]
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
+class HasCells(Protocol):
+    def cells(self) -> list[str]: ...
+
+
+def markdown_table(rows: Sequence[HasCells], header: Sequence[str] = HEADER) -> str:
     lines = [row.cells() for row in rows]
-    widths = [max(len(cells[i]) for cells in [HEADER, *lines]) for i in range(len(HEADER))]
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
 
     def render(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
 
     separator = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
-    return "\n".join([render(HEADER), separator, *(render(cells) for cells in lines)])
+    return "\n".join([render(header), separator, *(render(cells) for cells in lines)])
 
 
 def start_rows(cold: ColdStarts, repeats: int) -> list[Row]:
