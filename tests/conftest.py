@@ -36,15 +36,16 @@ def anyio_backend() -> str:
 class FakeKling:
     """A scripted Kling API: tasks run for `polls_until_done` status checks, then end as `outcome`."""
 
-    def __init__(self, router: respx.MockRouter) -> None:
+    def __init__(self, router: respx.MockRouter, base_url: str = "") -> None:
+        """Its routes on `router`, under `base_url` when the router has none of its own."""
         self.polls_until_done = 2
         self.outcome: dict[str, Any] = {"state": "succeed"}
         self.submissions: list[tuple[str, dict[str, Any]]] = []
         self.queries: list[dict[str, Any]] = []
         self.polls: Counter[str] = Counter()
         for path in GENERATION_PATHS:
-            router.post(path).mock(side_effect=self._submit)
-        router.post("/kling/tasks").mock(side_effect=self._tasks)
+            router.post(f"{base_url}{path}").mock(side_effect=self._submit)
+        router.post(f"{base_url}/kling/tasks").mock(side_effect=self._tasks)
 
     def _submit(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)

@@ -30,7 +30,7 @@ from mcp.types import CallToolResult, TextContent
 from kling_mcp.emulator.validation import problem_with
 from kling_mcp.server import create_server
 from kling_mcp.settings import Settings
-from tests.conftest import API, GENERATION_PATHS, scripted_settings
+from tests.conftest import API, FakeKling, scripted_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -156,16 +156,13 @@ LOOKUP_TOOLS = {"kling_get_task", "kling_get_tasks_batch"}
 # --- The server, and an API that sees every request ----------------------------------------
 
 
-class FakeApi:
-    """Answers generations (refusing, as the emulated API would, a body it refuses) and task queries
-    (every task it started has succeeded); any other request, to any host, is answered 599."""
+class FakeApi(FakeKling):
+    """The scripted API, refusing (as the emulated API would) a body the emulator refuses, with every
+    task done at its first check; any other request, to any host, is answered 599."""
 
     def __init__(self, router: respx.MockRouter) -> None:
-        self.submissions: list[tuple[str, dict[str, Any]]] = []
-        self.queries: list[dict[str, Any]] = []
-        for path in GENERATION_PATHS:
-            router.post(f"{API}{path}").mock(side_effect=self._submit)
-        router.post(f"{API}/kling/tasks").mock(side_effect=self._tasks)
+        super().__init__(router, base_url=API)
+        self.polls_until_done = 1
         router.route().respond(599)
 
     @property
@@ -173,28 +170,11 @@ class FakeApi:
         return len(self.submissions) + len(self.queries)
 
     def _submit(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.submissions.append((request.url.path, body))
-        problem = problem_with(request.url.path, body)
+        problem = problem_with(request.url.path, json.loads(request.content))
+        answer = super()._submit(request)
         if problem is not None:
             return httpx.Response(400, json={"error": {"code": "bad_request", "message": problem}})
-        return httpx.Response(200, json={"success": True, "task_id": f"task-{len(self.submissions)}"})
-
-    def _tasks(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.queries.append(body)
-        if body["action"] == "retrieve":
-            task = self._task(body["id"])
-            return (
-                httpx.Response(200, json=task) if task else httpx.Response(404, json={"error": "not found"})
-            )
-        return httpx.Response(200, json={"items": [task for task in map(self._task, body["ids"]) if task]})
-
-    def _task(self, task_id: str) -> dict[str, Any] | None:
-        if task_id not in {f"task-{n}" for n in range(1, len(self.submissions) + 1)}:
-            return None
-        response = {"task_id": task_id, "state": "succeed", "video_url": f"https://cdn.test/{task_id}.mp4"}
-        return {"id": task_id, "request": {}, "response": response}
+        return answer
 
 
 @pytest.fixture
