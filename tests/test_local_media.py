@@ -13,14 +13,13 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.client.context import ClientRequestContext
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import ListRootsResult, Root
 
 from kling_mcp.emulator import Emulator
 from kling_mcp.settings import Settings
 from tests import media
 from tests.emulated import Progress, call, connect, emulated, structured, text_of
+from tests.test_local_files import RootsClient
 
 pytestmark = pytest.mark.anyio
 
@@ -177,18 +176,6 @@ async def test_every_refused_file_is_named_and_none_is_uploaded(setup: Setup) ->
 
 
 # --- The client's roots -----------------------------------------------------------------------
-
-
-class RootsClient:
-    """The client side: the roots it lists, and how often it was asked."""
-
-    def __init__(self, *directories: Path) -> None:
-        self.directories = list(directories)
-        self.asked = 0
-
-    async def list_roots(self, context: ClientRequestContext) -> ListRootsResult:
-        self.asked += 1
-        return ListRootsResult(roots=[Root(uri=directory.as_uri()) for directory in self.directories])
 
 
 @pytest.mark.parametrize("mode", ERAS)
