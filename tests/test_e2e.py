@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -237,16 +238,27 @@ async def leave_no_fault_behind(server: Server) -> None:
     assert not pending, f"the test left planned faults unused: {pending}"
 
 
+async def leave_no_task_running(server: Server) -> None:
+    """Wait until the tasks a test started are done and the server has seen so: a task whose call
+    ended first is followed in the background, and its status checks would meet the next test's
+    planned faults."""
+    assert server.emulator is not None
+    finishes = max((task.finishes_at for task in server.emulator.tasks.values()), default=0.0)
+    await anyio.sleep(min(max(finishes - time.time(), 0.0) + 3 * float(POLL_INTERVAL), CALL_LIMIT))
+
+
 @pytest.fixture
 async def kling(shared_server: Server) -> AsyncIterator[Baseline]:
     yield Baseline.of(shared_server)
     await leave_no_fault_behind(shared_server)
+    await leave_no_task_running(shared_server)
 
 
 @pytest.fixture
 async def kling_slow_api(slow_api_server: Server) -> AsyncIterator[Baseline]:
     yield Baseline.of(slow_api_server)
     await leave_no_fault_behind(slow_api_server)
+    await leave_no_task_running(slow_api_server)
 
 
 @contextmanager
