@@ -31,7 +31,7 @@ import anyio
 import httpx
 from run import Row, markdown_table, median
 
-from kling_mcp.downloads import Downloader
+from kling_mcp.api.downloads import Downloader
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
 
 VIDEO_BYTES = 20_000_000

@@ -40,7 +40,7 @@ from pathlib import Path
 import anyio
 from run import markdown_table
 
-from kling_mcp.journal import StatusUpdate, TaskJournal, open_journal
+from kling_mcp.tasks.journal import StatusUpdate, TaskJournal, open_journal
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LEASE_SECONDS = 30.0

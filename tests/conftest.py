@@ -13,7 +13,7 @@ import pytest
 import respx
 from mcp import Client
 
-from kling_mcp.server import create_server
+from kling_mcp.server.app import create_server
 from kling_mcp.settings import Settings
 
 API = "https://api.test"

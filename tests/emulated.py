@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.types import CallToolResult, ResourceLink, TextContent
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.server import create_server
+from kling_mcp.server.app import create_server
 from kling_mcp.settings import Settings
 
 TOKEN = "sk-emulated-3c8e1f"

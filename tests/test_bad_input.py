@@ -28,7 +28,7 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from kling_mcp.emulator.validation import problem_with
-from kling_mcp.server import create_server
+from kling_mcp.server.app import create_server
 from kling_mcp.settings import Settings
 from tests.conftest import API, FakeKling, scripted_settings
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import respx
 
-import kling_mcp.client as client_module
-from kling_mcp.client import SUBMIT_ATTEMPTS, KlingClient, Submitted, TaskStatus
-from kling_mcp.errors import ADVICE, ErrorKind, KlingError
+import kling_mcp.api.client as client_module
+from kling_mcp.api.client import SUBMIT_ATTEMPTS, KlingClient, Submitted, TaskStatus
+from kling_mcp.api.errors import ADVICE, ErrorKind, KlingError
 from kling_mcp.settings import Settings
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kling_mcp.server import create_server
+from kling_mcp.server.app import create_server
 from kling_mcp.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kling_mcp.downloads import Downloader, DownloadError, video_filename
+from kling_mcp.api.downloads import Downloader, DownloadError, video_filename
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
 from tests.test_emulator import mp4_boxes
 
@@ -125,7 +125,7 @@ async def test_a_connection_cut_mid_download_resumes_with_a_range_request(cdn: S
 async def test_a_download_cut_again_and_again_gives_up_naming_the_directory(
     cdn: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kling_mcp.downloads.BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr("kling_mcp.api.downloads.BACKOFF_SECONDS", 0.01)
     video = await cdn.finished()
     cdn.emulator.inject("/media", Fault.drop(), times=5)
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from kling_mcp.emulator import Emulator
-from kling_mcp.tools.commerce import GoodsStudioInput, VideoCommerceInput
-from kling_mcp.tools.common import GenerationRequest
-from kling_mcp.tools.video import AssetsVideoInput, StoryboardInput, TurboVideoInput
+from kling_mcp.server.tools.commerce import GoodsStudioInput, VideoCommerceInput
+from kling_mcp.server.tools.common import GenerationRequest
+from kling_mcp.server.tools.video import AssetsVideoInput, StoryboardInput, TurboVideoInput
 
 pytestmark = pytest.mark.anyio
 

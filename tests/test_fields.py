@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from kling_mcp.fields import (
+from kling_mcp.domain.fields import (
     AudioSource,
     Identifier,
     ImageSource,

@@ -34,14 +34,14 @@ from mcp.types import CallToolResult
 from psycopg import sql
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.hosting import (
+from kling_mcp.server.hosting import (
     NEW_TOKENS_PER_ADDRESS_PER_MINUTE,
     REMEMBERED_TOKENS,
     SHUTDOWN_GRACE_SECONDS,
     RateLimiter,
 )
-from kling_mcp.journal import JOURNAL_FILE
-from kling_mcp.keeper import LEASE_SECONDS
+from kling_mcp.tasks.journal import JOURNAL_FILE
+from kling_mcp.tasks.keeper import LEASE_SECONDS
 from tests.hosted import Replica, call, hosted_env, replica, session, structured, text_of
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401
 

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 from mcp import Client, StdioServerParameters
 
-from kling_mcp.capabilities import VIDEO_MODELS, AspectRatio, Mode
+from kling_mcp.domain.capabilities import VIDEO_MODELS, AspectRatio, Mode
 from kling_mcp.settings import LOG_LEVELS, Settings
 
 if sys.version_info >= (3, 11):

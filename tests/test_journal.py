@@ -20,8 +20,9 @@ import anyio
 import psycopg
 import pytest
 
-from kling_mcp.client import TaskStatus
-from kling_mcp.journal import (
+from kling_mcp.api.client import TaskStatus
+from kling_mcp.logs import logger
+from kling_mcp.tasks.journal import (
     JOURNAL_FILE,
     SCHEMA_VERSION,
     CursorError,
@@ -33,8 +34,7 @@ from kling_mcp.journal import (
     body_hash,
     open_journal,
 )
-from kling_mcp.journal_pg import redact
-from kling_mcp.logs import logger
+from kling_mcp.tasks.postgres import redact
 from tests.postgres import PostgresCluster, free_port, postgres_cluster, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -896,7 +896,7 @@ OPEN_AND_WRITE = """
 import logging, sys
 from pathlib import Path
 import anyio
-from kling_mcp.journal import Journal
+from kling_mcp.tasks.journal import Journal
 
 logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
 
@@ -917,7 +917,7 @@ WRITER = """
 import sys
 from pathlib import Path
 import anyio
-from kling_mcp.journal import StatusUpdate, open_journal
+from kling_mcp.tasks.journal import StatusUpdate, open_journal
 
 async def main():
     journal = await open_journal(Path(sys.argv[1]), sys.argv[4] or None)

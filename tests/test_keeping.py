@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 from kling_mcp.emulator import Emulator, Fault
-from kling_mcp.journal import Journal
+from kling_mcp.tasks.journal import Journal
 from tests.emulated import (
     TOKEN,
     Progress,

@@ -21,16 +21,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ErrorData, ListRootsResult, Root, TextContent
 
-from kling_mcp.local_files import (
-    ClientRoots,
+from kling_mcp.domain.local_files import (
     LocalFileError,
     MediaKind,
-    RootsRequired,
     allowed_directories,
     check_local_file,
     default_directories,
     is_local_reference,
 )
+from kling_mcp.server.roots import ClientRoots, RootsRequired
 from tests import media
 
 FIELD = "image_url"

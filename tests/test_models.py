@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from kling_mcp.tools.media import LipSyncInput, MotionInput, TalkingPhotoInput
-from kling_mcp.tools.tasks import GetTaskInput, GetTasksBatchInput
-from kling_mcp.tools.video import ExtendVideoInput, ImageToVideoInput, TextToVideoInput
+from kling_mcp.server.tools.media import LipSyncInput, MotionInput, TalkingPhotoInput
+from kling_mcp.server.tools.tasks import GetTaskInput, GetTasksBatchInput
+from kling_mcp.server.tools.video import ExtendVideoInput, ImageToVideoInput, TextToVideoInput
 
 IMAGE = "https://cdn.test/fox.png"
 END_IMAGE = "https://cdn.test/fox-asleep.png"

@@ -12,8 +12,8 @@ from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID, client_supports_apps
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import TextResourceContents
 
-from kling_mcp.player import PLAYER_URI, media_domains, player_extension, player_html, tool_meta
-from kling_mcp.server import create_server
+from kling_mcp.server.app import create_server
+from kling_mcp.server.player import PLAYER_URI, media_domains, player_extension, player_html, tool_meta
 from kling_mcp.settings import Settings
 
 CDNS = ["https://*.acedata.cloud", "https://*.klingai.com", "https://*.kling.ai"]

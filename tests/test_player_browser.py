@@ -31,7 +31,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import TextResourceContents
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.player import PLAYER_URI, player_extension
+from kling_mcp.server.player import PLAYER_URI, player_extension
 from kling_mcp.settings import Settings
 
 if TYPE_CHECKING:

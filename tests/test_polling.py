@@ -8,9 +8,9 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from kling_mcp.client import KlingClient, TaskStatus
-from kling_mcp.errors import ErrorKind, KlingError
-from kling_mcp.polling import TaskPoller, interval_for
+from kling_mcp.api.client import KlingClient, TaskStatus
+from kling_mcp.api.errors import ErrorKind, KlingError
+from kling_mcp.tasks.poller import TaskPoller, interval_for
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""What kling_mcp.sdk relies on in the MCP SDK's internals: if an upgrade changes it, these fail first."""
+"""What kling_mcp.server.sdk relies on in the SDK's internals: if an upgrade changes it, these fail first."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel
 
-from kling_mcp.sdk import LazyToolsServer, make_tool
+from kling_mcp.server.sdk import LazyToolsServer, make_tool
 
 pytestmark = pytest.mark.anyio
 

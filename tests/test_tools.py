@@ -12,10 +12,10 @@ import respx
 from mcp import Client
 from mcp.types import CallToolResult, Implementation, LoggingMessageNotificationParams, TextContent
 
-from kling_mcp.capabilities import MODELS
-from kling_mcp.server import create_server
+from kling_mcp.domain.capabilities import MODELS
+from kling_mcp.server.app import create_server
+from kling_mcp.server.tools import generation
 from kling_mcp.settings import Settings
-from kling_mcp.tools import generation
 from tests.conftest import TOKEN, FakeKling
 
 pytestmark = pytest.mark.anyio

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
+from kling_mcp.api.uploads import UPLOAD_PATH, UploadError, upload
+from kling_mcp.domain.local_files import LocalFile, MediaKind, check_local_file
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
-from kling_mcp.local_files import LocalFile, MediaKind, check_local_file
-from kling_mcp.uploads import UPLOAD_PATH, UploadError, upload
 from tests import media
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import anyio
 from dotenv import load_dotenv
 
 from kling_mcp import __version__
-from kling_mcp.capabilities import VIDEO_MODELS
+from kling_mcp.domain.capabilities import VIDEO_MODELS
 from kling_mcp.settings import Settings, SettingsError
 
 DESCRIPTION = """MCP server for Kling video generation through the AceDataCloud API.
@@ -111,14 +111,14 @@ def run(argv: list[str] | None = None) -> None:
         _serve_http(settings, args)
         return
 
-    from kling_mcp.server import serve
+    from kling_mcp.server.app import serve
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve, settings)
 
 
 def _serve_http(settings: Settings, args: argparse.Namespace) -> None:
-    from kling_mcp.hosting import serve_http
+    from kling_mcp.server.hosting import serve_http
 
     # Hosted: many users, each with their own token; no local files in, no videos saved on this disk.
     hosted = dataclasses.replace(settings, hosted=True, auto_download=False)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from kling_mcp import __version__
-from kling_mcp.errors import ADVICE, ErrorKind, kind_for
+from kling_mcp.api.errors import ADVICE, ErrorKind, kind_for
 from kling_mcp.settings import TOKEN_HELP, Settings
 
 Status = Literal["ok", "info", "warn", "fail"]
@@ -185,10 +185,10 @@ async def journal_check(settings: Settings) -> Check:
 
 
 def _journal_class() -> Any:
-    """The journal, once the server has one (kling_mcp.journal.Journal); None before."""
-    if importlib.util.find_spec("kling_mcp.journal") is None:
+    """The journal, once the server has one (kling_mcp.tasks.journal.Journal); None before."""
+    if importlib.util.find_spec("kling_mcp.tasks.journal") is None:
         return None
-    return getattr(importlib.import_module("kling_mcp.journal"), "Journal", None)
+    return getattr(importlib.import_module("kling_mcp.tasks.journal"), "Journal", None)
 
 
 def output_check(settings: Settings) -> Check:

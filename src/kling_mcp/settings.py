@@ -15,7 +15,7 @@ from typing import TypeVar, get_args
 
 import platformdirs
 
-from kling_mcp.capabilities import VIDEO_MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
+from kling_mcp.domain.capabilities import VIDEO_MODELS, AspectRatio, GenerationPlan, Mode, plan_problems
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
 DEFAULT_PLATFORM_URL = "https://platform.acedata.cloud"

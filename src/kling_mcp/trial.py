@@ -118,7 +118,7 @@ async def run_trial(
     stderr: TextIO = sys.stderr,
 ) -> int:
     """Make one video through the MCP server; 0 when it is ready, 1 (and why, on stderr) otherwise."""
-    from kling_mcp.server import create_server
+    from kling_mcp.server.app import create_server
 
     if request.real:
         if not settings.api_token:

@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from kling_mcp.state import AppState, app_state
+from kling_mcp.server.state import AppState, app_state
 
 
 def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) -> None:
@@ -15,13 +15,13 @@ def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) 
 
     async def read_recent_tasks() -> str:
         """The newest tasks this server started, from its journal."""
-        from kling_mcp.tools.tasks import recent_tasks_json
+        from kling_mcp.server.tools.tasks import recent_tasks_json
 
         return await recent_tasks_json(running())
 
     async def read_task(task_id: str, ctx: Context) -> str:
         """A Kling task's state now, with its saved file."""
-        from kling_mcp.tools.tasks import task_json
+        from kling_mcp.server.tools.tasks import task_json
 
         app = app_state(ctx)
         return await task_json(app, app.caller(ctx), task_id)

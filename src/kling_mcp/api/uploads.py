@@ -18,7 +18,7 @@ from typing import IO, Protocol
 import anyio
 import httpx
 
-from kling_mcp.local_files import MB, LocalFile, LocalFileError
+from kling_mcp.domain.local_files import MB, LocalFile, LocalFileError
 from kling_mcp.logs import logger
 
 UPLOAD_PATH = "/api/v1/files/"

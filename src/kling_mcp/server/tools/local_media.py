@@ -22,18 +22,18 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import InputRequiredResult
 from pydantic import BaseModel
 
-from kling_mcp.fields import MediaSource
-from kling_mcp.local_files import (
+from kling_mcp.domain.fields import MediaSource
+from kling_mcp.domain.local_files import (
     LocalFile,
     LocalFileError,
     MediaKind,
-    RootsRequired,
     allowed_directories,
     check_local_file,
     is_local_reference,
 )
-from kling_mcp.state import AppState
-from kling_mcp.tools.spec import NOTHING_SENT
+from kling_mcp.server.roots import RootsRequired
+from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.spec import NOTHING_SENT
 
 Say = Callable[[str], Awaitable[None]]
 MEGABYTE = 1_000_000
@@ -158,7 +158,7 @@ async def _upload(app: AppState, file: LocalFile, say: Say) -> str:
     async def progress(sent: int, total: int) -> None:
         await say(f"uploading {file.name}, {sent / MEGABYTE:.1f} of {total / MEGABYTE:.1f} MB")
 
-    from kling_mcp.uploads import UploadError, upload  # brings httpx, which start-up does without
+    from kling_mcp.api.uploads import UploadError, upload  # brings httpx, which start-up does without
 
     settings = app.settings
     try:

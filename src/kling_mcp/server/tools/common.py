@@ -10,9 +10,9 @@ from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from kling_mcp.client import TaskState, TaskStatus
-from kling_mcp.fields import WebUrl
-from kling_mcp.tools.spec import result_content
+from kling_mcp.api.client import TaskState, TaskStatus
+from kling_mcp.domain.fields import WebUrl
+from kling_mcp.server.tools.spec import result_content
 
 MAX_WAIT_SECONDS = 3600
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from kling_mcp.capabilities import (
+from kling_mcp.domain.capabilities import (
     MAX_REFERENCES,
     MAX_REFERENCES_WITH_VIDEO,
     MAX_SHOTS,
@@ -37,9 +37,17 @@ from kling_mcp.capabilities import (
     subject_problems,
     voice_problems,
 )
-from kling_mcp.fields import Identifier, ImageSource, JsonText, OptionalPrompt, Prompt, Text, VideoSource
-from kling_mcp.tools.common import PAID, PAID_WITH_MEDIA, GenerationRequest, StrictModel, check
-from kling_mcp.tools.generation import paid_tool
+from kling_mcp.domain.fields import (
+    Identifier,
+    ImageSource,
+    JsonText,
+    OptionalPrompt,
+    Prompt,
+    Text,
+    VideoSource,
+)
+from kling_mcp.server.tools.common import PAID, PAID_WITH_MEDIA, GenerationRequest, StrictModel, check
+from kling_mcp.server.tools.generation import paid_tool
 
 VideoModel = Literal[VIDEO_MODELS]  # type: ignore[valid-type]
 StoryboardModel = Literal[STORYBOARD_MODELS]  # type: ignore[valid-type]

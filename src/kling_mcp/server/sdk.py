@@ -33,7 +33,7 @@ from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from mcp.types import Tool as MCPTool
 from pydantic import BaseModel, ConfigDict
 
-from kling_mcp.fields import quote
+from kling_mcp.domain.fields import quote
 
 ToolFunction = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
 

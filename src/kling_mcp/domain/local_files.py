@@ -15,25 +15,14 @@ import hashlib
 import os
 import stat
 import sys
-import warnings
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Literal
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
-import anyio
 import platformdirs
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver import Context
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.shared.message import ServerMessageMetadata
-from mcp.types import InputRequiredResult, ListRootsRequest, ListRootsResult
-from mcp_types.version import is_version_at_least
-
-from kling_mcp.logs import logger
 
 MediaKind = Literal["image", "video", "audio"]
 
@@ -53,12 +42,6 @@ WIDEN_HINT = (
 )
 NOTHING_DONE = "Nothing was uploaded and nothing was charged."
 
-ROOTS_INPUT_KEY = "kling_mcp.roots"
-"""The key of the roots request inside an `InputRequiredResult` (protocol 2026-07-28)."""
-ROOTS_TIMEOUT_SECONDS = 10.0
-INPUT_REQUIRED_VERSION = "2026-07-28"
-"""The first protocol revision where a server asks its client through `InputRequiredResult`."""
-
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
@@ -67,7 +50,7 @@ class LocalFileError(ValueError):
     """A local file that may not be used; the message names the field, the path, the rule and the fix."""
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A rule the file breaks, worded to follow "the local file '<path>' ..."."""
 
 
@@ -170,7 +153,7 @@ class LocalFile:
         """The file opened for reading, refused if it is no longer the file that was checked."""
         try:
             stream = _open_checked(self.path, self.identity[:2])
-        except (_Refused, OSError) as exc:
+        except (Refused, OSError) as exc:
             raise LocalFileError(
                 f"{self.path} changed after it was checked ({exc}); {NOTHING_DONE}"
             ) from None
@@ -193,28 +176,28 @@ def _is_windows_absolute(value: str) -> bool:
 
 def _local_path(given: str) -> Path:
     if "\x00" in given:
-        raise _Refused("contains a NUL character")
+        raise Refused("contains a NUL character")
     if given[:7].lower() == "file://":
-        return _file_uri_path(given)
+        return file_uri_path(given)
     if given.startswith(("~/", "~\\")):
         return Path.home() / given[2:].lstrip("/\\")
     path = Path(given)
     if not path.is_absolute():
-        raise _Refused("is not an absolute path (start it with / or ~/, or give an http(s) URL)")
+        raise Refused("is not an absolute path (start it with / or ~/, or give an http(s) URL)")
     return path
 
 
-def _file_uri_path(uri: str) -> Path:
+def file_uri_path(uri: str) -> Path:
     parts = urlsplit(uri)
     if parts.netloc.lower() not in ("", "localhost"):
-        raise _Refused(
+        raise Refused(
             f"names another machine ({unquote(parts.netloc)!r}): only files on this computer can be used"
         )
     if parts.query or parts.fragment:
-        raise _Refused("has a query or fragment (?/#): percent-encode those characters in a file name")
+        raise Refused("has a query or fragment (?/#): percent-encode those characters in a file name")
     path = Path(url2pathname(parts.path))
     if "\x00" in str(path) or not path.is_absolute():
-        raise _Refused("is not a file:///absolute/path URI")
+        raise Refused("is not a file:///absolute/path URI")
     return path
 
 
@@ -250,7 +233,7 @@ def check_local_file(field: str, given: str, kind: MediaKind, allowed: Sequence[
     """
     try:
         return _check(_local_path(given), kind, allowed)
-    except _Refused as exc:
+    except Refused as exc:
         rule = str(exc)
     except OSError as exc:
         rule = f"cannot be read ({exc.strerror or exc})"
@@ -281,10 +264,10 @@ def _check(path: Path, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
     resolved = _resolve(path)
     root = _containing_root(resolved, allowed)
     if root is None:
-        raise _Refused(f"is outside the allowed directories (it resolves to {resolved})")
+        raise Refused(f"is outside the allowed directories (it resolves to {resolved})")
     hidden = [part for part in (*resolved.relative_to(root).parts, path.name) if part.startswith(".")]
     if hidden:
-        raise _Refused(
+        raise Refused(
             f"is hidden or inside a hidden directory ({hidden[0]!r}): hidden files are never uploaded"
         )
     status = os.stat(resolved)
@@ -295,7 +278,7 @@ def _check(path: Path, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
         if media is None or media.kind != kind:
             found = f"a {media.label} {media.kind}" if media else "not a recognised media format"
             wanted = f"{_article(kind)} {kind} ({FORMATS[kind]})"
-            raise _Refused(f"is {found}, not {wanted}; its content decides, not its name")
+            raise Refused(f"is {found}, not {wanted}; its content decides, not its name")
         digest, size = _hash_rest(stream, head, SIZE_LIMITS[kind])
         identity = _identity(os.fstat(stream.fileno()))
     return LocalFile(resolved, resolved.name, kind, media.mime, media.extension, size, digest, identity)
@@ -305,11 +288,11 @@ def _resolve(path: Path) -> Path:
     try:
         return Path(os.path.realpath(path, strict=True))
     except FileNotFoundError:
-        raise _Refused("does not exist") from None
+        raise Refused("does not exist") from None
     except PermissionError:
-        raise _Refused("cannot be read (permission denied)") from None
+        raise Refused("cannot be read (permission denied)") from None
     except OSError as exc:
-        raise _Refused(f"cannot be resolved ({exc.strerror or exc})") from None
+        raise Refused(f"cannot be resolved ({exc.strerror or exc})") from None
 
 
 def _containing_root(resolved: Path, allowed: Sequence[Path]) -> Path | None:
@@ -335,16 +318,16 @@ def _check_type_and_size(status: os.stat_result, kind: MediaKind) -> None:
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
             else "not a regular file"
         )
-        raise _Refused(f"is {what}, not a regular file")
+        raise Refused(f"is {what}, not a regular file")
     if status.st_size == 0:
-        raise _Refused("is empty")
+        raise Refused("is empty")
     _check_size(status.st_size, kind)
 
 
 def _check_size(size: int, kind: MediaKind) -> None:
     limit = SIZE_LIMITS[kind]
     if size > limit:
-        raise _Refused(f"is {size / MB:.1f} MB, over the {limit // MB} MB limit for {_article(kind)} {kind}")
+        raise Refused(f"is {size / MB:.1f} MB, over the {limit // MB} MB limit for {_article(kind)} {kind}")
 
 
 def _open_checked(path: Path, expected: tuple[int, int]) -> IO[bytes]:
@@ -353,9 +336,9 @@ def _open_checked(path: Path, expected: tuple[int, int]) -> IO[bytes]:
     try:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != expected:
-            raise _Refused("was replaced by another file while being checked")
+            raise Refused("was replaced by another file while being checked")
         if os.path.realpath(path) != str(path):
-            raise _Refused("was moved behind a symbolic link while being checked")
+            raise Refused("was moved behind a symbolic link while being checked")
     except BaseException:
         os.close(fd)
         raise
@@ -369,7 +352,7 @@ def _hash_rest(stream: IO[bytes], head: bytes, limit: int) -> tuple[str, int]:
     while chunk := stream.read(MB):
         size += len(chunk)
         if size > limit:
-            raise _Refused(f"grew past the {limit // MB} MB limit while being read")
+            raise Refused(f"grew past the {limit // MB} MB limit while being read")
         digest.update(chunk)
     return digest.hexdigest(), size
 
@@ -380,105 +363,3 @@ def _identity(status: os.stat_result) -> tuple[int, int, int]:
 
 def _article(kind: MediaKind) -> str:
     return "an" if kind in ("image", "audio") else "a"
-
-
-class RootsRequired(Exception):
-    """The client answers roots only through an `InputRequiredResult` (protocol 2026-07-28).
-
-    The tool call returns `result`; the client lists its roots and calls the tool again with the
-    answer, which `ClientRoots.get` then reads.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("the client's roots are needed first")
-        self.result = InputRequiredResult(input_requests={ROOTS_INPUT_KEY: ListRootsRequest()})
-
-
-class ClientRoots:
-    """The client's roots, in both protocol eras.
-
-    Legacy era (an `initialize` handshake): asked once per connection with a `roots/list` request
-    sent mid-call, and asked again after the client's `notifications/roots/list_changed` (install
-    `watch` as server middleware to see those). Protocol 2026-07-28: no notification exists and
-    the server may not send requests, so each call that needs them asks again by raising
-    RootsRequired; a change takes effect on the next call either way.
-    """
-
-    def __init__(self, timeout: float = ROOTS_TIMEOUT_SECONDS) -> None:
-        self._timeout = timeout
-        self._by_connection: dict[int, list[Path] | None] = {}
-        """Keyed by the identity of the connection's `initialize` parameters, dropped with them."""
-
-    async def get(self, ctx: Context[Any, Any]) -> list[Path] | None:
-        """The client's roots as directories; None when it offers none. May raise RootsRequired."""
-        capabilities = ctx.client_capabilities
-        if capabilities is None or capabilities.roots is None:
-            return None
-        version = ctx.protocol_version
-        if version is not None and is_version_at_least(version, INPUT_REQUIRED_VERSION):
-            return _answered_roots(ctx)
-        connection = ctx.session.client_params
-        if connection is not None and id(connection) in self._by_connection:
-            return self._by_connection[id(connection)]
-        try:
-            roots = await self._ask(ctx)
-        except _Unanswered as exc:  # not remembered: the next call asks again
-            logger.warning(
-                "The client did not list its roots (%s): using KLING_INPUT_DIRS and defaults.", exc
-            )
-            return None
-        if connection is not None:
-            self._by_connection[id(connection)] = roots
-            weakref.finalize(connection, self._by_connection.pop, id(connection), None)
-        return roots
-
-    async def watch(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        """Server middleware (`server.middleware.append(roots.watch)`): forgets roots that changed."""
-        if ctx.method == "notifications/roots/list_changed":
-            self._by_connection.pop(id(ctx.session.client_params), None)
-            logger.debug("The client's roots changed: asking again on the next call that needs them.")
-        return await call_next(ctx)
-
-    async def _ask(self, ctx: Context[Any, Any]) -> list[Path] | None:
-        if not ctx.session.can_send_request:
-            raise _Unanswered("this connection cannot carry a request to the client")
-        with anyio.move_on_after(self._timeout):
-            try:
-                with warnings.catch_warnings():  # roots are deprecated in 2026-07-28, current before it
-                    warnings.simplefilter("ignore", MCPDeprecationWarning)
-                    answer = await ctx.session.send_request(
-                        ListRootsRequest(),
-                        ListRootsResult,
-                        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
-                    )
-            except MCPError as exc:
-                raise _Unanswered(str(exc)) from None
-            return _root_directories(answer)
-        raise _Unanswered(f"no answer within {self._timeout:g} s")
-
-
-class _Unanswered(Exception):
-    """The client was asked for its roots and gave none."""
-
-
-def _answered_roots(ctx: Context[Any, Any]) -> list[Path] | None:
-    answer = (ctx.input_responses or {}).get(ROOTS_INPUT_KEY)
-    if answer is None:
-        raise RootsRequired
-    wire = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
-    try:
-        return _root_directories(ListRootsResult.model_validate(wire))
-    except ValueError:
-        logger.warning("The client answered the roots request with something else: using KLING_INPUT_DIRS.")
-        return None
-
-
-def _root_directories(answer: ListRootsResult) -> list[Path] | None:
-    """The local directories among the roots; None when there are none (so the defaults apply)."""
-    directories = []
-    for root in answer.roots:
-        try:
-            directories.append(_file_uri_path(str(root.uri)))
-        except _Refused as exc:
-            logger.warning("Ignoring the client's root %s: it %s.", root.uri, exc)
-    return directories or None

@@ -17,17 +17,17 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, InputRequiredResult, ResourceLink, TextContent
 
-from kling_mcp.callers import Caller
-from kling_mcp.client import Submitted, TaskStatus
-from kling_mcp.errors import KlingError
-from kling_mcp.journal import TaskRecord, body_hash
-from kling_mcp.keeper import LEASE_SECONDS
+from kling_mcp.api.client import Submitted, TaskStatus
+from kling_mcp.api.errors import KlingError
 from kling_mcp.logs import logger
+from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.common import GenerationRequest, VideoTask, video_task, video_text
+from kling_mcp.server.tools.local_media import swap_hosted, upload_local_media
+from kling_mcp.server.tools.spec import ToolSpec, result_content
 from kling_mcp.settings import Settings
-from kling_mcp.state import AppState
-from kling_mcp.tools.common import GenerationRequest, VideoTask, video_task, video_text
-from kling_mcp.tools.local_media import swap_hosted, upload_local_media
-from kling_mcp.tools.spec import ToolSpec, result_content
+from kling_mcp.tasks.callers import Caller
+from kling_mcp.tasks.journal import TaskRecord, body_hash
+from kling_mcp.tasks.keeper import LEASE_SECONDS
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""

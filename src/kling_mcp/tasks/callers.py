@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kling_mcp.client import KlingClient
+from kling_mcp.api.client import KlingClient
 
 OWNER_KEY = "owner-key"
 """The name of the journal's secret that keys the hash from token to owner."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from kling_mcp import __version__
-from kling_mcp.errors import ErrorKind, KlingError, kind_for
+from kling_mcp.api.errors import ErrorKind, KlingError, kind_for
 from kling_mcp.settings import Settings
 
 if TYPE_CHECKING:

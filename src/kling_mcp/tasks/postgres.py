@@ -24,7 +24,8 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from kling_mcp.journal import (
+from kling_mcp.logs import logger
+from kling_mcp.tasks.journal import (
     _TABLE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -34,7 +35,6 @@ from kling_mcp.journal import (
     _claim_sql,
     _record_status_sql,
 )
-from kling_mcp.logs import logger
 
 CONNECT_TIMEOUT_SECONDS = 10
 PING_TIMEOUT_SECONDS = 5.0

@@ -9,15 +9,15 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, InputRequiredResult
 
-from kling_mcp.callers import MissingToken
 from kling_mcp.logs import relay_to_client
-from kling_mcp.player import tool_meta
-from kling_mcp.sdk import make_tool
+from kling_mcp.server.player import tool_meta
+from kling_mcp.server.sdk import make_tool
+from kling_mcp.server.state import app_state
+from kling_mcp.server.tools import commerce, media, tasks, video
+from kling_mcp.server.tools.common import GenerationRequest
+from kling_mcp.server.tools.spec import ToolSpec, input_schema, output_schema, parse_arguments
 from kling_mcp.settings import Settings
-from kling_mcp.state import app_state
-from kling_mcp.tools import commerce, media, tasks, video
-from kling_mcp.tools.common import GenerationRequest
-from kling_mcp.tools.spec import ToolSpec, input_schema, output_schema, parse_arguments
+from kling_mcp.tasks.callers import MissingToken
 
 TOOL_SPECS: tuple[ToolSpec, ...] = (*video.TOOLS, *media.TOOLS, *commerce.TOOLS, *tasks.TOOLS)
 WAIT_FIELDS = tuple(GenerationRequest.model_fields)

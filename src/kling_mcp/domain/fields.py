@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandle
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from kling_mcp.local_files import MediaKind, is_local_reference
+from kling_mcp.domain.local_files import MediaKind, is_local_reference
 
 MAX_URL_LENGTH = 2048
 MAX_PATH_LENGTH = 4096

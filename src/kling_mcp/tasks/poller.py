@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from kling_mcp.client import QUERY_BUDGET, KlingClient, TaskStatus, retry_delay
-from kling_mcp.errors import KlingError
+from kling_mcp.api.client import QUERY_BUDGET, KlingClient, TaskStatus, retry_delay
+from kling_mcp.api.errors import KlingError
 
 logger = logging.getLogger("kling_mcp")
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from kling_mcp.fields import AudioSource, Identifier, ImageSource, OptionalPrompt, Text, VideoSource
-from kling_mcp.tools.common import PAID_WITH_MEDIA, GenerationRequest, check
-from kling_mcp.tools.generation import paid_tool
+from kling_mcp.domain.fields import AudioSource, Identifier, ImageSource, OptionalPrompt, Text, VideoSource
+from kling_mcp.server.tools.common import PAID_WITH_MEDIA, GenerationRequest, check
+from kling_mcp.server.tools.generation import paid_tool
 
 StdOrPro = Annotated[Literal["std", "pro"], Field(description="'pro' is higher quality.")]
 SPEECH_TEXT_LIMIT = 1000

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.prompts.base import PromptArgument
 
-from kling_mcp.capabilities import MODELS, audio_rule, describe_durations, omni_rule
+from kling_mcp.domain.capabilities import MODELS, audio_rule, describe_durations, omni_rule
 
 MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Lead with the subject and one clear action: "A red fox trots through fresh snow, then stops and looks back."

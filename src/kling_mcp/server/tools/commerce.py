@@ -10,9 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from kling_mcp.fields import Identifier, ImageSource, JsonText, Text
-from kling_mcp.tools.common import PAID_WITH_MEDIA, GenerationRequest, check
-from kling_mcp.tools.generation import paid_tool
+from kling_mcp.domain.fields import Identifier, ImageSource, JsonText, Text
+from kling_mcp.server.tools.common import PAID_WITH_MEDIA, GenerationRequest, check
+from kling_mcp.server.tools.generation import paid_tool
 
 MAX_PRODUCT_IMAGES = 9
 MAX_SELLING_POINTS = 5

@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
-from kling_mcp.fields import quote
+from kling_mcp.domain.fields import quote
 
 InputT = TypeVar("InputT", bound=BaseModel)
 Handler = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]

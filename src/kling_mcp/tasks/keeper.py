@@ -28,14 +28,14 @@ import anyio
 from anyio.abc import TaskGroup
 
 if TYPE_CHECKING:
-    from kling_mcp.downloads import Downloader
+    from kling_mcp.api.downloads import Downloader
 
-from kling_mcp.callers import Caller
-from kling_mcp.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
-from kling_mcp.errors import KlingError
-from kling_mcp.journal import StatusUpdate, TaskJournal, TaskRecord
+from kling_mcp.api.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
+from kling_mcp.api.errors import KlingError
 from kling_mcp.logs import logger
-from kling_mcp.polling import TaskPoller
+from kling_mcp.tasks.callers import Caller
+from kling_mcp.tasks.journal import StatusUpdate, TaskJournal, TaskRecord
+from kling_mcp.tasks.poller import TaskPoller
 
 OnSaveProgress = Callable[[int, int | None], Awaitable[None]]
 LEASE_SECONDS = 10.0
@@ -185,7 +185,7 @@ class TaskKeeper:
     def _downloader(self) -> Downloader:
         """Made on first use: it brings httpx, which the server's start-up does without."""
         if self._loaded_downloader is None:
-            from kling_mcp.downloads import Downloader
+            from kling_mcp.api.downloads import Downloader
 
             self._loaded_downloader = Downloader(self._http.client(), self._output_dir)
         return self._loaded_downloader
@@ -215,7 +215,7 @@ class TaskKeeper:
         return saving.path
 
     async def _save(self, record: TaskRecord, saving: Saving) -> None:
-        from kling_mcp.downloads import DownloadError
+        from kling_mcp.api.downloads import DownloadError
 
         task_id = record.task_id or ""
         try:

@@ -11,17 +11,17 @@ import anyio
 from mcp.server.mcpserver import MCPServer
 
 from kling_mcp import __version__
-from kling_mcp.callers import OWNER_KEY
-from kling_mcp.client import HttpPool, KlingClient
-from kling_mcp.local_files import ClientRoots
+from kling_mcp.api.client import HttpPool, KlingClient
 from kling_mcp.logs import configure_logging, logger
-from kling_mcp.player import player_extension
-from kling_mcp.polling import TaskPoller
-from kling_mcp.prompts import register_prompts
-from kling_mcp.sdk import LazyToolsServer
+from kling_mcp.server.player import player_extension
+from kling_mcp.server.prompts import register_prompts
+from kling_mcp.server.roots import ClientRoots
+from kling_mcp.server.sdk import LazyToolsServer
+from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.resources import register_resources
 from kling_mcp.settings import Settings
-from kling_mcp.state import AppState
-from kling_mcp.tools.resources import register_resources
+from kling_mcp.tasks.callers import OWNER_KEY
+from kling_mcp.tasks.poller import TaskPoller
 
 if TYPE_CHECKING:
     import httpx
@@ -66,7 +66,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
                 server.states.remove(app)
 
     def build_tools() -> list[Tool]:
-        from kling_mcp.tools.catalog import build_tools
+        from kling_mcp.server.tools.catalog import build_tools
 
         return build_tools(settings)
 
@@ -92,8 +92,8 @@ async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
     """The machinery every call shares, running: the HTTP pool, the poller, the journal and the keeper."""
-    from kling_mcp.journal import open_journal
-    from kling_mcp.keeper import TaskKeeper
+    from kling_mcp.tasks.journal import open_journal
+    from kling_mcp.tasks.keeper import TaskKeeper
 
     async with AsyncExitStack() as stack:
         http = HttpPool(transport)

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context
 
-from kling_mcp.callers import Caller, MissingToken, bearer_token, owner_of
-from kling_mcp.client import HttpPool, KlingClient
-from kling_mcp.polling import TaskPoller
+from kling_mcp.api.client import HttpPool, KlingClient
 from kling_mcp.settings import Settings
+from kling_mcp.tasks.callers import Caller, MissingToken, bearer_token, owner_of
+from kling_mcp.tasks.poller import TaskPoller
 
 if TYPE_CHECKING:
-    from kling_mcp.keeper import TaskKeeper
-    from kling_mcp.local_files import ClientRoots
+    from kling_mcp.server.roots import ClientRoots
+    from kling_mcp.tasks.keeper import TaskKeeper
 
 
 @dataclass(frozen=True)

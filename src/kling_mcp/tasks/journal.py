@@ -44,7 +44,7 @@ import anyio.to_thread
 from kling_mcp.logs import logger
 
 if TYPE_CHECKING:
-    from kling_mcp.client import TaskStatus
+    from kling_mcp.api.client import TaskStatus
 
 JOURNAL_FILE = "journal.sqlite3"
 SCHEMA_VERSION = 2
@@ -786,7 +786,7 @@ async def open_journal(
     if not database_url:
         return await Journal.open(data_dir, clock=clock)
     try:
-        from kling_mcp.journal_pg import PostgresJournal
+        from kling_mcp.tasks.postgres import PostgresJournal
     except ModuleNotFoundError as error:
         if error.name not in ("psycopg", "psycopg_pool"):
             raise

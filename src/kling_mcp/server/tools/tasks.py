@@ -14,15 +14,12 @@ from mcp.types import CallToolResult
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from kling_mcp.callers import Caller
-from kling_mcp.capabilities import MODELS, Mode, ModelSpec, describe_durations
-from kling_mcp.client import QUERY_BUDGET, TaskStatus
-from kling_mcp.errors import KlingError
-from kling_mcp.fields import Identifier, JsonText, Text, check_identifier, quote
-from kling_mcp.journal import CursorError, TaskRecord
-from kling_mcp.keeper import SaveError
-from kling_mcp.state import AppState
-from kling_mcp.tools.common import (
+from kling_mcp.api.client import QUERY_BUDGET, TaskStatus
+from kling_mcp.api.errors import KlingError
+from kling_mcp.domain.capabilities import MODELS, Mode, ModelSpec, describe_durations
+from kling_mcp.domain.fields import Identifier, JsonText, Text, check_identifier, quote
+from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.common import (
     DEMO_NOTE,
     KlingModel,
     Seconds,
@@ -31,8 +28,18 @@ from kling_mcp.tools.common import (
     structured,
     video_task,
 )
-from kling_mcp.tools.generation import ProgressReport, answer, facts, follow_through, wait_budget, waited
-from kling_mcp.tools.spec import ToolSpec
+from kling_mcp.server.tools.generation import (
+    ProgressReport,
+    answer,
+    facts,
+    follow_through,
+    wait_budget,
+    waited,
+)
+from kling_mcp.server.tools.spec import ToolSpec
+from kling_mcp.tasks.callers import Caller
+from kling_mcp.tasks.journal import CursorError, TaskRecord
+from kling_mcp.tasks.keeper import SaveError
 
 # --- kling_get_task -------------------------------------------------------------------------
 
@@ -359,7 +366,7 @@ def model_catalog(default_model: str, specs: tuple[ToolSpec, ...]) -> ModelCatal
 async def list_models(
     request: ListModelsInput, app: AppState, ctx: Context, caller: Caller
 ) -> CallToolResult:
-    from kling_mcp.tools.catalog import TOOL_SPECS  # which imports this module first
+    from kling_mcp.server.tools.catalog import TOOL_SPECS  # which imports this module first
 
     catalog = model_catalog(app.settings.default_model, TOOL_SPECS)
     return structured(catalog, catalog_text(catalog))

@@ -27,12 +27,12 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kling_mcp.callers import bearer_token
-from kling_mcp.client import KlingClient
-from kling_mcp.errors import ErrorKind, KlingError
+from kling_mcp.api.client import KlingClient
+from kling_mcp.api.errors import ErrorKind, KlingError
 from kling_mcp.logs import logger
-from kling_mcp.server import KlingServer, create_server
+from kling_mcp.server.app import KlingServer, create_server
 from kling_mcp.settings import Settings
+from kling_mcp.tasks.callers import bearer_token
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/healthz"
