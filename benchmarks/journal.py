@@ -13,7 +13,8 @@ the hop to the journal's worker thread and back. The PostgreSQL journal is the d
 throwaway cluster on a loopback port (tests/postgres.py: Debian's postgresql package, fsync
 and synchronous commits on), else skipped with a note. What is measured, medians over `--rounds`:
 
-1. One submission: `begin` (before sending) and `submitted` (the API's answer), two commits.
+1. One submission: `reserve` (limits, twin and row, before sending) and `submitted` (the API's
+   answer), two commits.
 2. One poll tick while 50 tasks wait and none changed: `record_statuses` with 50 updates
    that match what is stored, so no row is rewritten (the common tick).
 3. One poll tick where all 50 changed (each tick alternates their upstream state).
@@ -40,12 +41,13 @@ from pathlib import Path
 import anyio
 from run import markdown_table
 
-from kling_mcp.tasks.journal import StatusUpdate, TaskJournal, open_journal
+from kling_mcp.tasks.journal import Limits, Reserved, StatusUpdate, TaskJournal, open_journal
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LEASE_SECONDS = 30.0
 
 WAITING = 50
+UNLIMITED = Limits(daily=10**9, concurrent=10**9, duplicate_window=None)
 TARGET_TICK_MS = 1.0
 WARM_UP = 20
 
@@ -85,15 +87,18 @@ async def measure(journal: TaskJournal, backend: str, rounds: int) -> list[Figur
     target = TARGET_TICK_MS if backend == "SQLite" else None
 
     async def submit(index: int) -> None:
-        record = await journal.begin(
-            "kling_generate_video", "/kling/videos", {"prompt": f"benchmark {index}", "duration": 5}
-        )
-        await journal.submitted(record.entry_id, f"submitted-{index}", f"trace-{index}")
+        body = {"prompt": f"benchmark {index}", "duration": 5}
+        reserved = await journal.reserve("kling_generate_video", "/kling/videos", body, UNLIMITED)
+        assert isinstance(reserved, Reserved)
+        await journal.submitted(reserved.record.entry_id, f"submitted-{index}", f"trace-{index}")
 
     waiting = [f"waiting-{number}" for number in range(WAITING)]
     for task_id in waiting:
-        record = await journal.begin("kling_generate_video", "/kling/videos", {"prompt": task_id})
-        await journal.submitted(record.entry_id, task_id, None)
+        reserved = await journal.reserve(
+            "kling_generate_video", "/kling/videos", {"prompt": task_id}, UNLIMITED
+        )
+        assert isinstance(reserved, Reserved)
+        await journal.submitted(reserved.record.entry_id, task_id, None)
 
     def tick(upstream_state: str) -> list[StatusUpdate]:
         return [StatusUpdate(task_id, "running", upstream_state) for task_id in waiting]
@@ -113,7 +118,7 @@ async def measure(journal: TaskJournal, backend: str, rounds: int) -> list[Figur
     busy = await timed(lambda index: journal.record_statuses(alternating[index % 2]), rounds)
     claims = await timed(claim, rounds)
     return [
-        Figure(f"{backend}: one submission (begin + submitted)", *submission),
+        Figure(f"{backend}: one submission (reserve + submitted)", *submission),
         Figure(f"{backend}: poll tick, {WAITING} waiting, none changed", *quiet, target),
         Figure(f"{backend}: poll tick, {WAITING} waiting, all changed", *busy, target),
         Figure(f"{backend}: claim of {WAITING} unfinished tasks", *claims),

@@ -28,9 +28,13 @@ from kling_mcp.tasks.journal import (
     CursorError,
     Journal,
     JournalUnavailableError,
+    Limits,
+    OverLimit,
+    Reserved,
     StatusUpdate,
     TaskJournal,
     TaskRecord,
+    Twin,
     body_hash,
     open_journal,
 )
@@ -135,6 +139,18 @@ def warnings_in(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
 
 
+UNLIMITED = Limits(daily=1_000_000, concurrent=1_000_000, duplicate_window=None)
+
+
+async def begin(
+    journal: TaskJournal, tool: str, endpoint: str, body: dict[str, Any], *, owner: str = ""
+) -> TaskRecord:
+    """A submission about to be sent, reserved with no limit in the way."""
+    reserved = await journal.reserve(tool, endpoint, body, UNLIMITED, owner=owner)
+    assert isinstance(reserved, Reserved)
+    return reserved.record
+
+
 async def start(
     journal: TaskJournal,
     task_id: str,
@@ -144,7 +160,7 @@ async def start(
     owner: str = "",
 ) -> TaskRecord:
     """A submission the API accepted as `task_id`."""
-    record = await journal.begin(tool, ENDPOINT, body or {"prompt": f"prompt of {task_id}"}, owner=owner)
+    record = await begin(journal, tool, ENDPOINT, body or {"prompt": f"prompt of {task_id}"}, owner=owner)
     await journal.submitted(record.entry_id, task_id, f"trace-{task_id}", owner=owner)
     return record
 
@@ -179,7 +195,7 @@ async def test_a_submission_is_recorded_before_and_after_the_api_answers(
     journal: TaskJournal, clock: Clock
 ) -> None:
     body = {"prompt": "a cat surfing", "model": "kling-v2-master", "mode": "std", "duration": 5}
-    record = await journal.begin(TOOL, ENDPOINT, body)
+    record = await begin(journal, TOOL, ENDPOINT, body)
     assert (record.state, record.task_id, record.body) == ("submitting", None, body)
     assert (record.prompt, record.model, record.mode) == ("a cat surfing", "kling-v2-master", "std")
     assert record.body_hash == body_hash(body)
@@ -311,11 +327,11 @@ async def test_a_status_update_reads_the_apis_result() -> None:
 
 
 async def test_submissions_without_a_task_id(journal: TaskJournal, clock: Clock) -> None:
-    never_sent = await journal.begin(TOOL, ENDPOINT, {"prompt": "a"})
+    never_sent = await begin(journal, TOOL, ENDPOINT, {"prompt": "a"})
     await journal.submission_failed(never_sent.entry_id, maybe_started=False, message="Could not connect.")
-    unknown = await journal.begin(TOOL, ENDPOINT, {"prompt": "b"})
+    unknown = await begin(journal, TOOL, ENDPOINT, {"prompt": "b"})
     await journal.submission_failed(unknown.entry_id, maybe_started=True, message="The API did not answer.")
-    orphan = await journal.begin(TOOL, ENDPOINT, {"prompt": "c"})  # the process died while sending
+    orphan = await begin(journal, TOOL, ENDPOINT, {"prompt": "c"})  # the process died while sending
 
     states = {record.entry_id: record.state for record in await all_tasks(journal)}
     assert states == {
@@ -392,26 +408,45 @@ async def test_a_foreign_cursor_is_refused_clearly(journal: TaskJournal) -> None
 # --- Duplicates, limits, resuming ---------------------------------------------------------
 
 
-async def test_a_running_duplicate_is_found_only_within_its_window(
+async def test_a_running_duplicate_is_answered_only_within_its_window(
     journal: TaskJournal, clock: Clock
 ) -> None:
     body = {"prompt": "a cat surfing", "duration": 5}
     first = await start(journal, "task-1", body)
-    same = body_hash({"duration": 5, "prompt": "a cat surfing", "token": SECRET})
+    same = {"duration": 5, "prompt": "a cat surfing", "token": SECRET}  # secrets are not part of a body
+    within = Limits(daily=100, concurrent=100, duplicate_window=60)
 
     clock.advance(30)
-    found = await journal.find_running_duplicate(TOOL, same, within_seconds=60)
-    assert found is not None
-    assert found.entry_id == first.entry_id
-    assert await journal.find_running_duplicate("kling_generate_motion", same, within_seconds=60) is None
-    assert (
-        await journal.find_running_duplicate(TOOL, body_hash({"prompt": "a dog"}), within_seconds=60) is None
+    twin = await journal.reserve(TOOL, ENDPOINT, same, within)
+    assert isinstance(twin, Twin)
+    assert (twin.record.entry_id, twin.record.task_id) == (first.entry_id, "task-1")
+    for other in (
+        journal.reserve("kling_generate_motion", ENDPOINT, same, within),
+        journal.reserve(TOOL, ENDPOINT, {"prompt": "a dog"}, within),
+        journal.reserve(TOOL, ENDPOINT, same, within, owner="someone"),
+    ):
+        assert isinstance(await other, Reserved)
+    too_old = await journal.reserve(
+        TOOL, ENDPOINT, same, Limits(daily=100, concurrent=100, duplicate_window=10)
     )
-    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60, owner="someone") is None
-    assert await journal.find_running_duplicate(TOOL, same, within_seconds=10) is None
+    assert isinstance(too_old, Reserved)
+    await journal.submission_failed(too_old.record.entry_id, maybe_started=False, message="Never sent.")
 
     await journal.record_statuses([succeeded("task-1")])
-    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60) is None
+    assert isinstance(await journal.reserve(TOOL, ENDPOINT, same, within), Reserved)
+
+
+async def test_a_twin_still_being_sent_is_answered_with_its_entry(journal: TaskJournal) -> None:
+    sending = await begin(journal, TOOL, ENDPOINT, {"prompt": "a fox"})
+    twin = await journal.reserve(TOOL, ENDPOINT, {"prompt": "a fox"}, Limits(10, 10, duplicate_window=60))
+    assert isinstance(twin, Twin)
+    assert (twin.record.entry_id, twin.record.task_id, twin.record.state) == (
+        sending.entry_id,
+        None,
+        "submitting",
+    )
+    assert await journal.entry(sending.entry_id, owner="") == twin.record
+    assert await journal.entry(sending.entry_id, owner="someone") is None
 
 
 async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, clock: Clock) -> None:
@@ -424,10 +459,10 @@ async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, cl
     clock.advance(1)
     await start(journal, "still-running")
     clock.advance(1)
-    never_sent = await journal.begin(TOOL, ENDPOINT, {"prompt": "never sent"})
+    never_sent = await begin(journal, TOOL, ENDPOINT, {"prompt": "never sent"})
     await journal.submission_failed(never_sent.entry_id, maybe_started=False, message="Could not connect.")
     clock.advance(1)
-    await journal.begin(TOOL, ENDPOINT, {"prompt": "sending now"})
+    await begin(journal, TOOL, ENDPOINT, {"prompt": "sending now"})
     await journal.record_statuses(
         [succeeded("downloaded"), succeeded("waiting-for-download"), succeeded("broken-download")]
     )
@@ -442,12 +477,18 @@ async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, cl
     assert downloaded is not None
     assert downloaded.file_path == "/videos/downloaded.mp4"
 
-    assert await journal.paid_since(start_time) == [start_time + step for step in (0, 1, 2, 3, 5)]
-    assert await journal.paid_since(start_time + 2.5) == [start_time + 3, start_time + 5]
-    assert await journal.running_count() == 2  # still-running and sending now
+    # Five may have cost money (not the one never sent); the oldest frees up a day after it was made.
+    daily = await journal.reserve(TOOL, ENDPOINT, {"prompt": "one more"}, Limits(5, 100, None))
+    assert daily == OverLimit("daily", 5, 5, start_time + 86_400)
+    frees = await journal.reserve(TOOL, ENDPOINT, {"prompt": "one more"}, Limits(3, 100, None))
+    assert frees == OverLimit("daily", 5, 3, start_time + 2 + 86_400)
+    running = await journal.reserve(TOOL, ENDPOINT, {"prompt": "one more"}, Limits(100, 2, None))
+    assert running == OverLimit("concurrent", 2, 2, None)  # still-running and sending now
 
     clock.advance(2 * 3600)  # tasks whose end never came stop counting against the limit
-    assert await journal.running_count() == 0
+    assert isinstance(
+        await journal.reserve(TOOL, ENDPOINT, {"prompt": "now"}, Limits(100, 1, None)), Reserved
+    )
     assert [record.task_id for record in await journal.unfinished()] == ["still-running"]
 
 
@@ -475,12 +516,15 @@ async def test_owners_never_see_each_others_tasks(journal: TaskJournal) -> None:
     assert await journal.undownloaded(owner="alice") == []
     bob_done = await journal.undownloaded(owner="bob")
     assert [(record.task_id, record.download_error) for record in bob_done] == [("task-bob", None)]
-    assert await journal.running_count(owner="alice") == 1
-    assert await journal.running_count(owner="bob") == 0
-    assert len(await journal.paid_since(0, owner="bob")) == 1
-    assert await journal.paid_since(0) == []
-    same = body_hash({"prompt": "same"})
-    assert await journal.find_running_duplicate(TOOL, same, within_seconds=60, owner="bob") is None
+    one_each = Limits(daily=1, concurrent=1, duplicate_window=60)
+    alice_limits = Limits(daily=10, concurrent=1, duplicate_window=60)
+    assert await journal.reserve(TOOL, ENDPOINT, {"prompt": "x"}, alice_limits, owner="alice") == OverLimit(
+        "concurrent", 1, 1, None
+    )
+    bob_over = await journal.reserve(TOOL, ENDPOINT, {"prompt": "same"}, one_each, owner="bob")
+    assert isinstance(bob_over, OverLimit)  # bob's finished task is his one of the day, not alice's twin
+    assert bob_over.limit_name == "daily"
+    assert isinstance(await journal.reserve(TOOL, ENDPOINT, {"prompt": "same"}, one_each), Reserved)
 
     await journal.remember_upload(
         "f" * 64, "https://files.test/alice.png", size=1, mime="image/png", owner="alice"
@@ -621,7 +665,7 @@ async def test_claims_take_one_owners_tasks_or_everyones(journal: TaskJournal, c
     await start(journal, "task-local")
     await start(journal, "task-done", owner="alice")
     await journal.record_statuses([succeeded("task-done")])
-    await journal.begin(TOOL, ENDPOINT, {"prompt": "no task id yet"}, owner="alice")
+    await begin(journal, TOOL, ENDPOINT, {"prompt": "no task id yet"}, owner="alice")
 
     alices = await journal.claim_unfinished(owner="alice", holder="replica-a", lease_seconds=LEASE)
     assert [record.task_id for record in alices] == ["task-alice"]
@@ -668,7 +712,7 @@ async def test_secrets_are_never_stored(journal: TaskJournal, store: Store) -> N
         "image_list": [{"image_url": "https://cdn.test/a.png", "access_token": SECRET}],
         "password": SECRET,
     }
-    record = await journal.begin(TOOL, ENDPOINT, body)
+    record = await begin(journal, TOOL, ENDPOINT, body)
     await journal.submitted(record.entry_id, "task-1", None)
     expected = {
         "prompt": "a cat",
@@ -896,13 +940,15 @@ OPEN_AND_WRITE = """
 import logging, sys
 from pathlib import Path
 import anyio
-from kling_mcp.tasks.journal import Journal
+from kling_mcp.tasks.journal import Journal, Limits
 
 logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
 
 async def main():
     journal = await Journal.open(Path(sys.argv[1]))
-    record = await journal.begin("kling_generate_video", "/kling/videos", {"prompt": "in memory"})
+    limits = Limits(daily=10, concurrent=10, duplicate_window=None)
+    body = {"prompt": "in memory"}
+    record = (await journal.reserve("kling_generate_video", "/kling/videos", body, limits)).record
     await journal.submitted(record.entry_id, "task-1", None)
     print(journal.path, (await journal.get("task-1")).state)
     await journal.aclose()
@@ -917,15 +963,17 @@ WRITER = """
 import sys
 from pathlib import Path
 import anyio
-from kling_mcp.tasks.journal import StatusUpdate, open_journal
+from kling_mcp.tasks.journal import Limits, StatusUpdate, open_journal
 
 async def main():
     journal = await open_journal(Path(sys.argv[1]), sys.argv[4] or None)
     label, count = sys.argv[2], int(sys.argv[3])
+    unlimited = Limits(daily=10**6, concurrent=10**6, duplicate_window=None)
     for number in range(count):
         task_id = f"{label}-{number}"
-        record = await journal.begin("kling_generate_video", "/kling/videos", {"prompt": task_id})
-        await journal.submitted(record.entry_id, task_id, None)
+        body = {"prompt": task_id}
+        reserved = await journal.reserve("kling_generate_video", "/kling/videos", body, unlimited)
+        await journal.submitted(reserved.record.entry_id, task_id, None)
         await journal.record_statuses([StatusUpdate(task_id, "succeeded", "succeed", video_url="https://cdn.test/v")])
         assert (await journal.get(task_id)).state == "succeeded"
         await journal.list_tasks(limit=10)

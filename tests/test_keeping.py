@@ -22,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 from kling_mcp.emulator import Emulator, Fault
-from kling_mcp.tasks.journal import Journal
+from kling_mcp.tasks.journal import Journal, Limits
 from tests.emulated import (
     TOKEN,
     Progress,
@@ -106,6 +106,41 @@ async def test_a_video_paid_for_by_a_killed_server_is_saved_by_the_next_one_with
         (task,) = structured(result)["tasks"]
         assert (task["task_id"], task["state"], task["file_path"]) == (task_id, "succeeded", str(saved))
         assert len(emulator.submissions) == 1, "nothing was paid for twice"
+
+
+async def test_a_video_finished_but_not_yet_saved_when_its_server_was_killed_is_saved_by_the_next_start(
+    tmp_path: Path,
+) -> None:
+    emulator = Emulator(task_seconds=0.2)
+    emulator.inject("/media", Fault.delay(60))  # the first download is held until long after the kill
+    async with emulated(emulator, tmp_path) as settings:
+        env = api_env(settings.api_base_url, token=TOKEN)
+
+        async with kling_mcp(env, tmp_path) as first:
+
+            async def wait_for_the_video() -> None:
+                with pytest.raises(MCPError):  # the connection dies with the server
+                    await first.client.call_tool(GENERATE, {"prompt": PROMPT, "timeout": 60})
+
+            async with anyio.create_task_group() as calls:
+                calls.start_soon(wait_for_the_video)
+                # Its download has begun: the task's success is journalled, and its video not saved.
+                await eventually(lambda: media_requests(emulator), "the first download request")
+                os.kill(server_pid(tmp_path), signal.SIGKILL)
+        (task_id,) = emulator.tasks
+        assert videos_in(settings.output_dir) == []
+
+        async with connect(settings) as client:
+            (saved,) = await eventually(lambda: videos_in(settings.output_dir), "the video saved on restart")
+            (task,) = (await listed(client))["tasks"]
+        assert await contents(saved) == emulator.video
+        assert (task["task_id"], task["state"], task["file_path"]) == (task_id, "succeeded", str(saved))
+        assert len(emulator.submissions) == 1, "nothing was paid for twice"
+
+
+def media_requests(emulator: Emulator) -> int:
+    """Requests that reached the emulator's CDN (the video downloads)."""
+    return sum(count for path, count in emulator.counts.items() if path.startswith("/media/"))
 
 
 # --- A call whose wait ends first -------------------------------------------------------------
@@ -196,7 +231,9 @@ async def test_with_auto_download_off_nothing_is_saved_until_asked(tmp_path: Pat
         assert task["state"] == "succeeded"
         assert task.get("file_path") is None
         assert task["video_url"]
-        await anyio.sleep(0.3)  # time enough for any save in the background
+        # A save of the first video would have started when its success was seen, before this one's.
+        later = await generate(client, "a later fox", timeout=15)
+        assert later["state"] == "succeeded"
         assert not any(path.startswith("/media") for path in emulator.counts)
         assert videos_in(settings.output_dir) == []
 
@@ -246,7 +283,10 @@ async def test_list_tasks_filters_and_pages_through_the_journal(tmp_path: Path) 
     emulator = Emulator(task_seconds=0.1)
     async with emulated(emulator, tmp_path) as settings:
         old = await Journal.open(settings.data_dir, clock=lambda: time.time() - 3 * 3600)
-        await old.begin(GENERATE, "/kling/videos", {"action": "text2video", "prompt": "an old one"})
+        unlimited = Limits(daily=100, concurrent=100, duplicate_window=None)
+        await old.reserve(
+            GENERATE, "/kling/videos", {"action": "text2video", "prompt": "an old one"}, unlimited
+        )
         await old.aclose()
         async with connect(settings) as client:
             made = [await generate(client, f"clip number {n}", timeout=15) for n in range(3)]

@@ -91,9 +91,10 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
 async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
-    """The machinery every call shares, running: the HTTP pool, the poller, the journal and the keeper."""
+    """The machinery every call shares, running: the HTTP pool and the task service."""
     from kling_mcp.tasks.journal import open_journal
     from kling_mcp.tasks.keeper import TaskKeeper
+    from kling_mcp.tasks.service import TaskService, Upstream
 
     async with AsyncExitStack() as stack:
         http = HttpPool(transport)
@@ -113,13 +114,23 @@ async def _running(
             output_dir=settings.output_dir,
             auto_download=settings.auto_download and not settings.hosted,
         )
+        tasks = TaskService(
+            journal,
+            keeper,
+            poller,
+            Upstream(http, settings.platform_base_url, settings.upload_token),
+            daily_limit=settings.daily_task_limit,
+            concurrent_limit=settings.max_concurrent_tasks,
+            # A hosted server's users bring their own tokens: their tasks are followed on their requests.
+            follow_unwaited=not settings.hosted,
+        )
         background.start_soon(poller.run)
         # A server takes up what a stopped one left with its own token; a hosted one, whose users
         # bring theirs, takes up each user's tasks on that user's next request instead.
         if settings.api_token and not settings.hosted:
-            background.start_soon(keeper.resume)
+            background.start_soon(tasks.resume)
         owner_key = await journal.shared_secret(OWNER_KEY) if settings.hosted else b""
-        yield AppState(settings, http, client, poller, keeper, roots, owner_key)
+        yield AppState(settings, client, tasks, roots, owner_key)
 
 
 @asynccontextmanager
@@ -129,7 +140,7 @@ async def _demo_api(settings: Settings) -> AsyncIterator[Settings]:
 
     # A hosted demo takes any user's token; on stdio the server's own is the demo token.
     token = None if settings.hosted else DEMO_TOKEN
-    emulator = Emulator(token=token, task_seconds=settings.demo_task_seconds)
+    emulator = Emulator(token=token, task_seconds=settings.demo_task_seconds, clips=True)
     async with serve_emulator(emulator) as base_url:
         logger.warning("Demo mode: videos come from the local emulator at %s; nothing is charged.", base_url)
         yield dataclasses.replace(

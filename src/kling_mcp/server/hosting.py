@@ -112,7 +112,7 @@ class _GracefulServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is not None and self._server.states:
             logger.warning("Stopping: answering every waiting call with its task id")
-            self._loop.call_soon_threadsafe(self._server.state().poller.stop_waiting)
+            self._loop.call_soon_threadsafe(self._server.state().tasks.stop_waiting)
         super().handle_exit(sig, frame)
 
 
@@ -140,7 +140,7 @@ class HostedGate:
 
     async def _health(self, send: Send) -> None:
         try:
-            await self._server.state().keeper.journal.ping()
+            await self._server.state().tasks.ping()
         except Exception as error:  # any failure means not ready; its words help the operator
             await _Answer(503, {"ready": False, "error": f"journal: {type(error).__name__}"}).send(send)
             return

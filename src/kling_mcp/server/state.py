@@ -7,23 +7,20 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mcp.server.mcpserver import Context
 
-from kling_mcp.api.client import HttpPool, KlingClient
+from kling_mcp.api.client import KlingClient
 from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import Caller, MissingToken, bearer_token, owner_of
-from kling_mcp.tasks.poller import TaskPoller
 
 if TYPE_CHECKING:
     from kling_mcp.server.roots import ClientRoots
-    from kling_mcp.tasks.keeper import TaskKeeper
+    from kling_mcp.tasks.service import TaskService
 
 
 @dataclass(frozen=True)
 class AppState:
     settings: Settings
-    http: HttpPool
     client: KlingClient
-    poller: TaskPoller
-    keeper: TaskKeeper
+    tasks: TaskService
     roots: ClientRoots
     owner_key: bytes
     """The key of the hash from a hosted user's token to the owner of their tasks."""

@@ -65,8 +65,12 @@ SECRET_BYTES = 32
 SECRET_KEY_PARTS = ("token", "authorization", "apikey", "secret", "password", "cookie", "credential")
 _SEPARATORS = re.compile(r"[^a-z0-9]")
 
+DAY_SECONDS = 86_400.0
+
 T = TypeVar("T")
 Clock = Callable[[], float]
+Statement = tuple[str, Mapping[str, Any]]
+Decide = Callable[[Sequence[Sequence[Mapping[str, Any]]]], T | None]
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,49 @@ class StatusUpdate:
             error_code=code,
             error_message=message,
         )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one owner may have: paid tasks in any 24 hours, tasks running at once, and how long an
+    identical running request is answered with the running task (None: each request is new)."""
+
+    daily: int
+    concurrent: int
+    duplicate_window: float | None
+
+    def refusal(self, paid_times: Sequence[float], running: int) -> OverLimit | None:
+        """Why one more task is over a limit, given when the paid tasks of the last day were made."""
+        if len(paid_times) >= self.daily:
+            frees_at = paid_times[len(paid_times) - self.daily] + DAY_SECONDS if self.daily else None
+            return OverLimit("daily", len(paid_times), self.daily, frees_at)
+        if running >= self.concurrent:
+            return OverLimit("concurrent", running, self.concurrent, None)
+        return None
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """The task was admitted: its row is written, in state "submitting"."""
+
+    record: TaskRecord
+
+
+@dataclass(frozen=True)
+class Twin:
+    """An identical request of the same owner is still running (or still being sent): this one is it."""
+
+    record: TaskRecord
+
+
+@dataclass(frozen=True)
+class OverLimit:
+    """A limit is reached: `count` of `limit`; the daily one frees up at `frees_at` (epoch seconds)."""
+
+    limit_name: Literal["daily", "concurrent"]
+    count: int
+    limit: int
+    frees_at: float | None
 
 
 class CursorError(ValueError):
@@ -401,6 +448,57 @@ def _claim_sql(lock_rows: str) -> str:
     """
 
 
+_TWIN_SQL = (
+    f"{_SELECT_TASKS} WHERE owner = :owner AND created_at >= :since AND tool = :tool AND body_hash = :hash "
+    f"AND {_ACTIVE_SQL} ORDER BY created_at DESC LIMIT 1"
+)
+"""The newest unfinished task with the same tool and body, submitted since `since`."""
+_PAID_SQL = (
+    "SELECT created_at FROM tasks WHERE owner = :owner AND created_at >= :since "
+    "AND state != 'not_started' ORDER BY created_at"
+)
+"""When each submission that may have cost money was made since `since`, oldest first."""
+_RUNNING_SQL = f"SELECT entry_id FROM tasks WHERE owner = :owner AND created_at >= :since AND {_ACTIVE_SQL}"
+"""The tasks submitted since `since` (ACTIVE_SECONDS ago) that have not finished or may have started."""
+
+
+def _new_record(tool: str, endpoint: str, body: dict[str, Any], owner: str, now: float) -> TaskRecord:
+    return TaskRecord(
+        entry_id=uuid.uuid4().hex,
+        owner=owner,
+        task_id=None,
+        tool=tool,
+        endpoint=endpoint,
+        body=body,
+        body_hash=body_hash(body),
+        state="submitting",
+        upstream_state=None,
+        created_at=now,
+        updated_at=now,
+        trace_id=None,
+        video_url=None,
+        video_id=None,
+        duration=None,
+        link_fetched_at=None,
+        error_code=None,
+        error_message=None,
+        file_path=None,
+        download_error=None,
+        prompt=_text(body, "prompt"),
+        model=_text(body, "model"),
+        mode=_text(body, "mode"),
+    )
+
+
+def _insert(record: TaskRecord) -> Statement:
+    row = {
+        **{field.name: getattr(record, field.name) for field in fields(TaskRecord)},
+        "body": _canonical_json(record.body),
+    }
+    columns, values = ", ".join(row), ", ".join(f":{name}" for name in row)
+    return f"INSERT INTO tasks ({columns}) VALUES ({values})", row
+
+
 class TaskJournal(abc.ABC):
     """The task journal, whichever database holds it: open it with `open_journal`, `aclose()` it at the end.
 
@@ -426,44 +524,41 @@ class TaskJournal(abc.ABC):
 
     # --- Submissions ---
 
-    async def begin(
-        self, tool: str, endpoint: str, body: Mapping[str, Any], *, owner: str = ""
-    ) -> TaskRecord:
-        """Record a submission about to be sent; call it before sending."""
+    async def reserve(
+        self, tool: str, endpoint: str, body: Mapping[str, Any], limits: Limits, *, owner: str = ""
+    ) -> Reserved | Twin | OverLimit:
+        """Admit a paid task and write its row, in one transaction that every other reservation of
+        `owner` (in any process, on any replica) waits for: a running identical task is answered
+        instead, and the daily and concurrent limits are checked against rows no one can add to
+        meanwhile. Call it before uploading or sending anything."""
         clean: dict[str, Any] = strip_secrets(body)
         now = self._clock()
-        record = TaskRecord(
-            entry_id=uuid.uuid4().hex,
-            owner=owner,
-            task_id=None,
-            tool=tool,
-            endpoint=endpoint,
-            body=clean,
-            body_hash=body_hash(clean),
-            state="submitting",
-            upstream_state=None,
-            created_at=now,
-            updated_at=now,
-            trace_id=None,
-            video_url=None,
-            video_id=None,
-            duration=None,
-            link_fetched_at=None,
-            error_code=None,
-            error_message=None,
-            file_path=None,
-            download_error=None,
-            prompt=_text(clean, "prompt"),
-            model=_text(clean, "model"),
-            mode=_text(clean, "mode"),
+        record = _new_record(tool, endpoint, clean, owner, now)
+        reads = (
+            (
+                _TWIN_SQL,
+                {
+                    "owner": owner,
+                    "tool": tool,
+                    "hash": record.body_hash,
+                    "since": now - (limits.duplicate_window or 0.0),
+                    "stale_before": now - STALE_SUBMISSION_SECONDS,
+                },
+            ),
+            (_PAID_SQL, {"owner": owner, "since": now - DAY_SECONDS}),
+            (_RUNNING_SQL, {"owner": owner, "since": now - ACTIVE_SECONDS}),
         )
-        row = {
-            **{field.name: getattr(record, field.name) for field in fields(TaskRecord)},
-            "body": _canonical_json(clean),
-        }
-        columns, values = ", ".join(row), ", ".join(f":{name}" for name in row)
-        await self._write(f"INSERT INTO tasks ({columns}) VALUES ({values})", row)
-        return record
+
+        def decide(found: Sequence[Sequence[Mapping[str, Any]]]) -> Twin | OverLimit | None:
+            twins, paid, running = found
+            if twins and limits.duplicate_window is not None:
+                return Twin(_record(twins[0]))
+            return limits.refusal([float(row["created_at"]) for row in paid], len(running))
+
+        outcome: Twin | OverLimit | None = await self._reserve_atomically(
+            owner, reads, decide, _insert(record)
+        )
+        return Reserved(record) if outcome is None else outcome
 
     async def submitted(
         self,
@@ -472,19 +567,22 @@ class TaskJournal(abc.ABC):
         trace_id: str | None,
         *,
         owner: str = "",
+        body: Mapping[str, Any] | None = None,
         holder: str | None = None,
         lease_seconds: float = 0.0,
     ) -> None:
         """The API accepted the submission `entry_id` as `task_id`: it is running, and `holder`
         (the replica whose call waits for it) holds its lease from this moment, so no other
-        replica takes it over in between."""
+        replica takes it over in between. `body`: what was sent, when it differs from what was
+        reserved (local files swapped for their uploaded URLs)."""
         now = self._clock()
         await self._write(
             "UPDATE tasks SET task_id = :task_id, trace_id = :trace_id, state = 'running', "
-            "updated_at = :now, holder = :holder, lease_until = :lease_until "
+            "body = COALESCE(:body, body), updated_at = :now, holder = :holder, lease_until = :lease_until "
             "WHERE entry_id = :entry_id AND owner = :owner",
             {
                 "task_id": task_id,
+                "body": None if body is None else _canonical_json(strip_secrets(body)),
                 "trace_id": trace_id,
                 "now": now,
                 "holder": holder,
@@ -589,14 +687,10 @@ class TaskJournal(abc.ABC):
         )
         return records[0] if records else None
 
-    async def find_running_duplicate(
-        self, tool: str, body_hash: str, *, within_seconds: float, owner: str = ""
-    ) -> TaskRecord | None:
-        """The newest unfinished task with the same tool and body submitted in the last `within_seconds`."""
+    async def entry(self, entry_id: str, *, owner: str) -> TaskRecord | None:
+        """The journal entry `entry_id` (one made by `reserve`), whether or not it has a task id yet."""
         records = await self._tasks(
-            f"owner = :owner AND created_at >= :since AND tool = :tool AND body_hash = :hash "
-            f"AND {_ACTIVE_SQL} ORDER BY created_at DESC LIMIT 1",
-            {"owner": owner, "since": self._clock() - within_seconds, "tool": tool, "hash": body_hash},
+            "entry_id = :entry_id AND owner = :owner", {"entry_id": entry_id, "owner": owner}
         )
         return records[0] if records else None
 
@@ -647,24 +741,6 @@ class TaskJournal(abc.ABC):
             {"owner": owner},
         )
 
-    async def paid_since(self, since: float, *, owner: str = "") -> list[float]:
-        """When each submission that may have cost money was made since `since`, oldest first."""
-        rows = await self._query(
-            "SELECT created_at FROM tasks WHERE owner = :owner AND created_at >= :since "
-            "AND state != 'not_started' ORDER BY created_at",
-            {"owner": owner, "since": since},
-        )
-        return [float(row["created_at"]) for row in rows]
-
-    async def running_count(self, *, owner: str = "") -> int:
-        """Tasks submitted in the last ACTIVE_SECONDS that have not finished (or may have started)."""
-        rows = await self._query(
-            "SELECT count(*) AS running FROM tasks "
-            f"WHERE owner = :owner AND created_at >= :since AND {_ACTIVE_SQL}",
-            {"owner": owner, "since": self._clock() - ACTIVE_SECONDS},
-        )
-        return int(rows[0]["running"])
-
     # --- Uploaded local files ---
 
     async def hosted_url(self, sha256: str, *, owner: str = "") -> str | None:
@@ -713,6 +789,13 @@ class TaskJournal(abc.ABC):
 
     @abc.abstractmethod
     async def _query(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def _reserve_atomically(
+        self, owner: str, reads: Sequence[Statement], decide: Decide[T], write: Statement
+    ) -> T | None:
+        """Run `reads`, then `write` unless `decide` (given what they read) says no, in one
+        transaction that excludes every other reservation of `owner`; what `decide` said."""
 
     async def _tasks(self, where: str, params: Mapping[str, Any]) -> list[TaskRecord]:
         stale_before = self._clock() - STALE_SUBMISSION_SECONDS
@@ -773,6 +856,20 @@ class Journal(TaskJournal):
     async def _query(self, sql: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         rows = await self._run(lambda: self._db.execute(sql, params).fetchall())
         return [dict(row) for row in rows]
+
+    async def _reserve_atomically(
+        self, owner: str, reads: Sequence[Statement], decide: Decide[T], write: Statement
+    ) -> T | None:
+        def reserve() -> T | None:
+            self._db.execute("BEGIN IMMEDIATE")  # one writer at a time across every process on the file
+            with self._db:
+                found = [[dict(row) for row in self._db.execute(sql, params)] for sql, params in reads]
+                refusal = decide(found)
+                if refusal is None:
+                    self._db.execute(*write)
+                return refusal
+
+        return await self._run(reserve)
 
 
 async def open_journal(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -30,7 +30,10 @@ from kling_mcp.tasks.journal import (
     SCHEMA,
     SCHEMA_VERSION,
     Clock,
+    Decide,
     JournalUnavailableError,
+    Statement,
+    T,
     TaskJournal,
     _claim_sql,
     _record_status_sql,
@@ -40,6 +43,8 @@ CONNECT_TIMEOUT_SECONDS = 10
 PING_TIMEOUT_SECONDS = 5.0
 POOL_SIZE = 5
 _SCHEMA_LOCK = 0x6B6C696E67  # the advisory lock taken while setting the schema up ("kling")
+_RESERVATION_LOCK = 0x6B6C72  # with the owner's hash: the lock one owner's reservations take in turn ("klr")
+_OWNER_LOCK = "SELECT pg_advisory_xact_lock(%s, hashtext(%s))"
 _TYPES = {"REAL": "DOUBLE PRECISION", "BLOB": "BYTEA", "INTEGER": "BIGINT"}
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS journal_schema (version INTEGER NOT NULL)"
 _MASK = "***"
@@ -114,6 +119,21 @@ class PostgresJournal(TaskJournal):
         async with self._pool.connection() as connection:
             cursor = await connection.execute(_psycopg_sql(sql), params)
             return list(await cursor.fetchall())
+
+    async def _reserve_atomically(
+        self, owner: str, reads: Sequence[Statement], decide: Decide[T], write: Statement
+    ) -> T | None:
+        async with self._pool.connection() as connection:  # one transaction, committed at the end
+            # Reservations of one owner queue here, on every replica, until this one commits.
+            await connection.execute(_OWNER_LOCK, (_RESERVATION_LOCK, owner))
+            found = []
+            for sql, params in reads:
+                cursor = await connection.execute(_psycopg_sql(sql), params)
+                found.append(await cursor.fetchall())
+            refusal = decide(found)
+            if refusal is None:
+                await connection.execute(_psycopg_sql(write[0]), write[1])
+            return refusal
 
 
 async def _set_up(connection: Connection, url: str) -> None:

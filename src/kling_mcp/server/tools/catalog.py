@@ -13,13 +13,14 @@ from kling_mcp.logs import relay_to_client
 from kling_mcp.server.player import tool_meta
 from kling_mcp.server.sdk import make_tool
 from kling_mcp.server.state import app_state
-from kling_mcp.server.tools import commerce, media, tasks, video
+from kling_mcp.server.tools import clips, commerce, media, tasks, video
 from kling_mcp.server.tools.common import GenerationRequest
 from kling_mcp.server.tools.spec import ToolSpec, input_schema, output_schema, parse_arguments
 from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import MissingToken
+from kling_mcp.tasks.service import TaskError
 
-TOOL_SPECS: tuple[ToolSpec, ...] = (*video.TOOLS, *media.TOOLS, *commerce.TOOLS, *tasks.TOOLS)
+TOOL_SPECS: tuple[ToolSpec, ...] = (*video.TOOLS, *media.TOOLS, *commerce.TOOLS, *tasks.TOOLS, *clips.TOOLS)
 WAIT_FIELDS = tuple(GenerationRequest.model_fields)
 
 
@@ -54,9 +55,12 @@ def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
         except MissingToken as missing:
             raise ToolError(str(missing)) from None
         with relay_to_client(ctx.session):
-            if app.settings.hosted:
-                await app.keeper.take_over(caller)
-            return await spec.handler(request, app, ctx, caller)
+            try:
+                if app.settings.hosted:
+                    await app.tasks.take_over(caller)
+                return await spec.handler(request, app, ctx, caller)
+            except TaskError as error:
+                raise ToolError(str(error)) from None
 
     return make_tool(
         call_tool,

@@ -1,12 +1,12 @@
-"""Running a paid generation: local files uploaded, the budget and duplicates checked, the task
-journalled and submitted once, then waited for with progress, and its video saved to disk.
+"""Running a paid generation: the tool's side. The request is validated and its local files
+checked here; the task service reserves, uploads, submits and follows it; this renders progress and
+the answer.
 
 Every paid tool shares the one handler here, `generate`; `kling_get_task` shares the waiting.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -14,28 +14,24 @@ from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, InputRequiredResult, ResourceLink, TextContent
 
-from kling_mcp.api.client import Submitted, TaskStatus
+from kling_mcp.api.client import TaskStatus
 from kling_mcp.api.errors import KlingError
 from kling_mcp.logs import logger
 from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.clips import sheet_content
 from kling_mcp.server.tools.common import GenerationRequest, VideoTask, video_task, video_text
-from kling_mcp.server.tools.local_media import swap_hosted, upload_local_media
+from kling_mcp.server.tools.local_media import checked_local_media
 from kling_mcp.server.tools.spec import ToolSpec, result_content
-from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import Caller
-from kling_mcp.tasks.journal import TaskRecord, body_hash
-from kling_mcp.tasks.keeper import LEASE_SECONDS
+from kling_mcp.tasks.journal import TaskRecord
+from kling_mcp.tasks.service import Order
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
 # Hosts known to cancel every tool call after a fixed time, and the longest wait that fits inside it.
 CALL_CUTOFFS = {"claude-ai": 55.0}
-DUPLICATE_WINDOW_SECONDS = 600.0
-"""An identical request within this long of a task that still runs is answered with that task."""
-DAY_SECONDS = 86_400.0
 MEGABYTE = 1_000_000
 
 
@@ -48,68 +44,31 @@ def paid_tool(name: str, title: str, model: type[GenerationRequest], description
 async def generate(
     request: GenerationRequest, app: AppState, ctx: Context, caller: Caller, *, tool: str
 ) -> CallToolResult | InputRequiredResult:
-    """Submit one paid generation, then wait for it within the caller's budget."""
+    """Start one paid generation (or join its identical running twin), then wait for it."""
     started = anyio.current_time()
     deadline = started + wait_budget(request.timeout, app, ctx)
     report = ProgressReport(ctx, started)
-    budget = _Budget(app, caller)
-    hosted = await upload_local_media(request, app, ctx, report.say, before_upload=budget.check)
-    if isinstance(hosted, InputRequiredResult):
-        return hosted
-    body = swap_hosted(request.to_wire(), hosted)
-    journal = app.keeper.journal
-    if not request.allow_duplicate:
-        twin = await journal.find_running_duplicate(
-            tool, body_hash(body), within_seconds=DUPLICATE_WINDOW_SECONDS, owner=caller.owner
-        )
-        if twin is not None and twin.task_id:
-            return await _answer_with_twin(app, ctx, caller, twin, started, deadline, report)
-    await budget.check()
-    record = await journal.begin(tool, request.endpoint, body, owner=caller.owner)
+    files = await checked_local_media(request, app, ctx)
+    if isinstance(files, InputRequiredResult):
+        return files
+    order = Order(tool, request.endpoint, request.to_wire(), files, request.allow_duplicate)
     submit_by = max(deadline, started + SUBMIT_FLOOR)
-    submitted = await _submit(app, caller, request, body, record, deadline=submit_by)
-    report.task_id = submitted.task_id
-    await report.say(f"submitted ({request.price_terms()})")
-    record = dataclasses.replace(
-        record, task_id=submitted.task_id, trace_id=submitted.trace_id, state="running"
-    )
-    return await follow_through(app, ctx, caller, record.task_id or "", record, started, deadline, report)
-
-
-async def _submit(
-    app: AppState,
-    caller: Caller,
-    request: GenerationRequest,
-    body: dict[str, object],
-    record: TaskRecord,
-    deadline: float,
-) -> Submitted:
-    journal = app.keeper.journal
-    try:
-        submitted = await caller.client.submit(request.endpoint, body, deadline=deadline)
-    except KlingError as error:
-        await journal.submission_failed(
-            record.entry_id, maybe_started=error.maybe_submitted, message=str(error), owner=caller.owner
+    task = await app.tasks.start(caller, order, submit_by=submit_by, say=report.say)
+    report.task_id = task.task_id
+    note = ""
+    if task.twin:
+        age = time.time() - task.record.created_at
+        note = (
+            f"An identical request started {age:.0f} s ago is still running, so this answers with its task "
+            "instead of paying again (pass allow_duplicate: true for a new paid task)."
         )
-        outcome = "may or may not have started" if error.maybe_submitted else "was not started"
-        raise ToolError(f"The generation {outcome}. {error}") from None
-    await journal.submitted(
-        record.entry_id,
-        submitted.task_id,
-        submitted.trace_id,
-        owner=caller.owner,
-        holder=app.keeper.holder,
-        lease_seconds=LEASE_SECONDS,
-    )
-    logger.info(
-        "Submitted task %s to %s (trace_id %s)", submitted.task_id, request.endpoint, submitted.trace_id
-    )
-    return submitted
+    else:
+        await report.say(f"submitted ({request.price_terms()})")
+    return await follow_through(app, caller, task.task_id, task.record, started, deadline, report, note=note)
 
 
 async def follow_through(
     app: AppState,
-    ctx: Context,
     caller: Caller,
     task_id: str,
     record: TaskRecord | None,
@@ -120,21 +79,16 @@ async def follow_through(
     status: TaskStatus | None = None,
     note: str = "",
 ) -> CallToolResult:
-    """Wait for the task (unless `status` says it is done) and its file, then answer.
-
-    While it waits, this server holds the task's lease, so no other replica polls it. A journalled
-    task still running when the wait ends is followed on (when the server has a token of its own),
-    so it is recorded and saved when done with no call waiting; otherwise the lease is let go, for
-    the user's next request (on any replica) to take it up. A cancelled call stops here, and its
-    polling with it.
-    """
-    if status is None or (not status.done and deadline > anyio.current_time()):
-        async with app.keeper.leased(task_id):
-            status = await wait_for(app, ctx, caller, task_id, deadline, report) or status
-    if status is not None:
-        await app.keeper.observe({task_id: status})
-    if record is not None and (status is None or not status.done) and not app.settings.hosted:
-        app.poller.follow(task_id)
+    """Wait for the task (unless `status` says it is done) and its file, then answer. A cancelled
+    call stops here, and its polling with it."""
+    status = await app.tasks.follow(
+        caller,
+        task_id,
+        deadline=deadline,
+        on_tick=report.on_tick,
+        status=status,
+        journalled=record is not None,
+    )
     trace_id = record.trace_id if record is not None else None
     known = facts(record) if record is not None else {}
     task = video_task(task_id, status, waited(started), app.settings.demo, trace_id, **known)
@@ -166,91 +120,15 @@ async def _with_file(
     app: AppState, record: TaskRecord, task: VideoTask, deadline: float, report: ProgressReport
 ) -> VideoTask:
     """`task` with the saved file's path once saved within the wait, or where it will appear."""
-    current = await app.keeper.journal.get(record.task_id or "", owner=record.owner) or record
-    if current.file_path or not app.settings.auto_download:
-        return task.model_copy(update={"file_path": current.file_path})
-    saving = app.keeper.save_soon(current)
-
-    async def progress(done: int, total: int | None) -> None:
-        size = f" of {total / MEGABYTE:.1f}" if total else ""
-        await report.say(f"saving the video, {done / MEGABYTE:.1f}{size} MB")
-
-    saving.listeners.append(progress)
-    with anyio.move_on_after(max(deadline - anyio.current_time(), 0)):
-        await saving.done.wait()
-    if saving.path is not None:
-        return task.model_copy(update={"file_path": str(saving.path)})
-    if saving.error is not None:
-        return task.model_copy(update={"next_step": f"Not saved: {saving.error} {task.next_step}"})
-    where = app.keeper.expected_path(current)
+    saved = await app.tasks.saved_file(
+        record, deadline=deadline, on_progress=report.on_save, auto=app.settings.auto_download
+    )
+    if saved.error is not None:
+        return task.model_copy(update={"next_step": f"Not saved: {saved.error} {task.next_step}"})
+    if saved.expected is None:
+        return task.model_copy(update={"file_path": str(saved.path) if saved.path else None})
+    where = saved.expected
     return task.model_copy(update={"next_step": f"The video is being saved to {where}. {task.next_step}"})
-
-
-async def _answer_with_twin(
-    app: AppState,
-    ctx: Context,
-    caller: Caller,
-    twin: TaskRecord,
-    started: float,
-    deadline: float,
-    report: ProgressReport,
-) -> CallToolResult:
-    age = time.time() - twin.created_at
-    note = (
-        f"An identical request started {age:.0f} s ago is still running, so this answers with its task "
-        "instead of paying again (pass allow_duplicate: true for a new paid task)."
-    )
-    logger.info("Answering with the running task %s instead of a duplicate submission", twin.task_id)
-    report.task_id = twin.task_id
-    task_id = twin.task_id or ""
-    return await follow_through(app, ctx, caller, task_id, twin, started, deadline, report, note=note)
-
-
-class _Budget:
-    """Refuses, before anything is sent or uploaded, a generation over the daily or the concurrent
-    limit (a hosted server's are per token); checked once per call, however often asked."""
-
-    def __init__(self, app: AppState, caller: Caller) -> None:
-        self._app = app
-        self._owner = caller.owner
-        self._checked = False
-
-    async def check(self) -> None:
-        if not self._checked:
-            await _check_budget(self._app, self._owner)
-            self._checked = True
-
-
-async def _check_budget(app: AppState, owner: str) -> None:
-    settings, journal = app.settings, app.keeper.journal
-    paid = await journal.paid_since(time.time() - DAY_SECONDS, owner=owner)
-    if len(paid) >= settings.daily_task_limit:
-        raise ToolError(_over_daily_limit(settings, paid))
-    running = await journal.running_count(owner=owner)
-    if running >= settings.max_concurrent_tasks:
-        raise ToolError(
-            f"{running} paid tasks are running at once, the limit (KLING_MAX_CONCURRENT_TASKS="
-            f"{settings.max_concurrent_tasks}); nothing was sent, nothing was charged. Wait for one to "
-            "finish (kling_list_tasks shows them), or raise KLING_MAX_CONCURRENT_TASKS in the server's env."
-        )
-
-
-def _over_daily_limit(settings: Settings, paid: list[float]) -> str:
-    limit = settings.daily_task_limit
-    if limit == 0:
-        return (
-            "Generation is switched off (KLING_DAILY_TASK_LIMIT=0); nothing was sent, nothing was charged. "
-            "Set KLING_DAILY_TASK_LIMIT in the server's env to allow paid tasks."
-        )
-    frees = paid[len(paid) - limit] + DAY_SECONDS
-    hours, minutes = divmod(round(max(frees - time.time(), 0) / 60), 60)
-    at = time.strftime("%H:%M", time.localtime(frees))
-    return (
-        f"The daily budget is used up: {len(paid)} paid tasks in the last 24 hours, the limit "
-        f"(KLING_DAILY_TASK_LIMIT={limit}); nothing was sent, nothing was charged. The next one frees up "
-        f"in {hours} h {minutes} min (at {at}); "
-        "to allow more, raise KLING_DAILY_TASK_LIMIT in the server's env."
-    )
 
 
 def wait_budget(requested: float | None, app: AppState, ctx: Context) -> float:
@@ -262,28 +140,6 @@ def wait_budget(requested: float | None, app: AppState, ctx: Context) -> float:
     if budget > cutoff:
         logger.info("%s cancels tool calls after about 60 s: waiting %g s, not %g s", host, cutoff, budget)
     return min(budget, cutoff)
-
-
-async def wait_for(
-    app: AppState, ctx: Context, caller: Caller, task_id: str, deadline: float, report: ProgressReport
-) -> TaskStatus | None:
-    """The task's last status once it is done or `deadline` passes, reporting progress meanwhile."""
-
-    async def on_tick(status: TaskStatus | None, error: KlingError | None) -> None:
-        if error is not None:
-            state = f"status check failed ({error.kind.value}), retrying"
-        elif status is None:
-            state = "submitted, waiting for it to start"
-        else:
-            state = status.upstream_state or "queued"
-        await report.say(state)
-
-    await on_tick(None, None)
-    try:
-        return await app.poller.wait(task_id, deadline=deadline, on_tick=on_tick, client=caller.client)
-    except KlingError as error:
-        error.task_id = error.task_id or task_id
-        raise ToolError(f"Could not check on the task; it may still be running. {error}") from None
 
 
 class ProgressReport:
@@ -303,6 +159,21 @@ class ProgressReport:
         about = f"Task {self.task_id}: " if self.task_id else ""
         await self._ctx.report_progress(progress, message=f"{about}{message}, {elapsed:.0f} s elapsed")
 
+    async def on_tick(self, status: TaskStatus | None, error: KlingError | None) -> None:
+        """What each status check of the task says."""
+        if error is not None:
+            state = f"status check failed ({error.kind.value}), retrying"
+        elif status is None:
+            state = "submitted, waiting for it to start"
+        else:
+            state = status.upstream_state or "queued"
+        await self.say(state)
+
+    async def on_save(self, done: int, total: int | None) -> None:
+        """How much of the video is saved."""
+        size = f" of {total / MEGABYTE:.1f}" if total else ""
+        await self.say(f"saving the video, {done / MEGABYTE:.1f}{size} MB")
+
 
 def waited(started: float) -> float:
     return round(anyio.current_time() - started, 2)
@@ -312,6 +183,7 @@ def answer(task: VideoTask) -> CallToolResult:
     content: list[ContentBlock] = [TextContent(type="text", text=video_text(task))]
     if task.file_path:
         path = Path(task.file_path)
+        content += sheet_content(task.file_path)
         content.append(
             ResourceLink(type="resource_link", name=path.name, uri=path.as_uri(), mime_type="video/mp4")
         )

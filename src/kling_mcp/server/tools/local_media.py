@@ -1,5 +1,5 @@
-"""Local files in a request: found in its media fields, checked, uploaded, and swapped for their
-hosted URLs in the body, before anything is paid for.
+"""Local files in a request: found in its media fields and checked, before anything is paid for
+(the task service uploads them, once the task is admitted, and sends their hosted URLs).
 
 A media field is any field typed with a `MediaSource` (ImageSource, VideoSource, AudioSource),
 at any depth (image_list items, product_images). Every file is checked (local_files.py: allowed
@@ -99,18 +99,12 @@ def _list_item(annotation: Any) -> tuple[Any, list[Any]]:
     return Any, []
 
 
-async def upload_local_media(
-    request: BaseModel,
-    app: AppState,
-    ctx: Context,
-    say: Say,
-    *,
-    before_upload: Callable[[], Awaitable[None]] | None = None,
-) -> dict[str, str] | InputRequiredResult:
-    """Each local reference in `request` mapped to its hosted URL; raises ToolError on a refusal.
+async def checked_local_media(
+    request: BaseModel, app: AppState, ctx: Context
+) -> dict[str, LocalFile] | InputRequiredResult:
+    """Each local reference in `request`, checked; raises ToolError naming every refused one.
 
-    `before_upload` runs once, after every file passed its checks and before the first one that
-    must be sent (none was uploaded before); raising there stops the call with nothing uploaded.
+    Nothing is uploaded here: the task service uploads them once the task is admitted.
     """
     found = local_media(request)
     if not found:
@@ -125,17 +119,9 @@ async def upload_local_media(
         roots = await app.roots.get(ctx)
     except RootsRequired as needed:
         return needed.result
-    allowed = allowed_directories(roots, app.settings.input_dirs)
+    allowed = allowed_directories(roots, app.settings.input_dirs, always=(app.settings.output_dir,))
     files = await _checked(found, allowed)
-    journal = app.keeper.journal
-    known = {file.sha256: await journal.hosted_url(file.sha256) for file in files}
-    if before_upload is not None and not all(known.values()):
-        await before_upload()
-    hosted: dict[str, str] = {}
-    for item, file in zip(found, files, strict=True):
-        url = known[file.sha256] or await _upload(app, file, say)
-        hosted[item.given] = known[file.sha256] = url
-    return hosted
+    return {item.given: file for item, file in zip(found, files, strict=True)}
 
 
 async def _checked(found: list[LocalMedia], allowed: list[Any]) -> list[LocalFile]:
@@ -150,33 +136,3 @@ async def _checked(found: list[LocalMedia], allowed: list[Any]) -> list[LocalFil
     if problems:
         raise ToolError("Local files refused:\n" + "\n".join(f"- {problem}" for problem in problems))
     return files
-
-
-async def _upload(app: AppState, file: LocalFile, say: Say) -> str:
-    """Send `file` to the file hosting; the journal remembers its URL, so it is sent only once."""
-
-    async def progress(sent: int, total: int) -> None:
-        await say(f"uploading {file.name}, {sent / MEGABYTE:.1f} of {total / MEGABYTE:.1f} MB")
-
-    from kling_mcp.api.uploads import UploadError, upload  # brings httpx, which start-up does without
-
-    settings = app.settings
-    try:
-        url = await upload(
-            app.http.client(), settings.platform_base_url, settings.upload_token, file, progress
-        )
-    except UploadError as error:
-        raise ToolError(f"Uploading {file.name} failed; {NOTHING_SENT}. {error}") from None
-    await app.keeper.journal.remember_upload(file.sha256, url, size=file.size, mime=file.mime)
-    return url
-
-
-def swap_hosted(body: Any, hosted: dict[str, str]) -> Any:
-    """`body` with every local reference replaced by its hosted URL."""
-    if isinstance(body, dict):
-        return {key: swap_hosted(value, hosted) for key, value in body.items()}
-    if isinstance(body, list):
-        return [swap_hosted(item, hosted) for item in body]
-    if isinstance(body, str):
-        return hosted.get(body, body)
-    return body

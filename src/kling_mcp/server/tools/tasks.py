@@ -14,8 +14,7 @@ from mcp.types import CallToolResult
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from kling_mcp.api.client import QUERY_BUDGET, TaskStatus
-from kling_mcp.api.errors import KlingError
+from kling_mcp.api.client import TaskStatus
 from kling_mcp.domain.capabilities import MODELS, Mode, ModelSpec, describe_durations
 from kling_mcp.domain.fields import Identifier, JsonText, Text, check_identifier, quote
 from kling_mcp.server.state import AppState
@@ -38,8 +37,8 @@ from kling_mcp.server.tools.generation import (
 )
 from kling_mcp.server.tools.spec import ToolSpec
 from kling_mcp.tasks.callers import Caller
-from kling_mcp.tasks.journal import CursorError, TaskRecord
-from kling_mcp.tasks.keeper import SaveError
+from kling_mcp.tasks.journal import TaskRecord
+from kling_mcp.tasks.service import TaskError
 
 # --- kling_get_task -------------------------------------------------------------------------
 
@@ -48,35 +47,28 @@ class GetTaskInput(StrictModel):
     task_id: Identifier = Field(description="The task_id a generation answered with.")
     timeout: Seconds | None = Field(
         None,
-        description="Seconds to wait for it to finish; 0 answers the state at once. At most 55 in "
-        "Claude Desktop.",
+        description="Seconds to wait; 0: answer at once. At most 55 in Claude Desktop.",
     )
 
 
 async def get_task(request: GetTaskInput, app: AppState, ctx: Context, caller: Caller) -> CallToolResult:
     started = anyio.current_time()
     deadline = started + wait_budget(request.timeout, app, ctx)
-    status = await _lookup(caller, request.task_id)
-    record = await app.keeper.journal.get(request.task_id, owner=caller.owner)
+    status = await app.tasks.lookup(caller, request.task_id)
+    record = await app.tasks.record(request.task_id, owner=caller.owner)
     report = ProgressReport(ctx, started, request.task_id)
     task_id = request.task_id
-    return await follow_through(app, ctx, caller, task_id, record, started, deadline, report, status=status)
+    return await follow_through(app, caller, task_id, record, started, deadline, report, status=status)
 
 
-async def _lookup(caller: Caller, task_id: str) -> TaskStatus:
-    try:
-        return await caller.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
-    except KlingError as error:
-        raise ToolError(str(error)) from None
+GET_TASK = """Check a Kling task by task_id and, by default, wait for it: answers as soon as it is \
+done, or 'running' when timeout runs out (call again to wait on).
 
-
-GET_TASK = """Check a Kling task by task_id and, by default, wait for it to finish: answers the \
-moment the video is ready (with file_path once saved), or with state 'running' when timeout runs out.
-
-Use it to resume after a generation answered 'running', or to fetch a task started earlier (video_url, \
-video_id, duration, or the failure reason). Free and read-only; progress flows while it waits. For \
-several tasks use kling_get_tasks_batch; for what this server started, kling_list_tasks. An unknown \
-task_id is an error."""
+Use it to resume after a generation answered 'running', or to look up any task of the user's \
+AceDataCloud account: video_url, video_id, duration, or error. Free; progress while waiting. A video \
+this server started is saved to disk by default (file_path); video_url expires, each lookup gives a \
+fresh one. Several tasks: kling_get_tasks_batch; finding task ids: kling_list_tasks. An unknown task_id \
+is an error."""
 
 
 # --- kling_get_tasks_batch ------------------------------------------------------------------
@@ -94,30 +86,25 @@ class GetTasksBatchInput(StrictModel):
         None,
         min_length=1,
         max_length=BATCH_LIMIT,
-        description="Leave out for the newest tasks this server started.",
+        description="The task_ids to look up; left out: the newest tasks this server started.",
     )
 
 
 async def get_tasks_batch(
     request: GetTasksBatchInput, app: AppState, ctx: Context, caller: Caller
 ) -> CallToolResult:
-    journal = app.keeper.journal
     if request.task_ids:
         task_ids = list(dict.fromkeys(request.task_ids))
     else:
-        recent, _ = await journal.list_tasks(limit=BATCH_LIMIT, owner=caller.owner)
+        recent, _ = await app.tasks.list(limit=BATCH_LIMIT, owner=caller.owner)
         task_ids = [record.task_id for record in reversed(recent) if record.task_id]  # in the order started
     if not task_ids:
         raise ToolError("No task_ids given, and the journal holds no task that this server started.")
-    try:
-        found = await caller.client.retrieve_batch(task_ids, deadline=anyio.current_time() + QUERY_BUDGET)
-    except KlingError as error:
-        raise ToolError(str(error)) from None
-    await app.keeper.observe(found)
+    found = await app.tasks.lookup_many(caller, task_ids)
     tasks = []
     for task_id in task_ids:
         if task_id in found:
-            record = await journal.get(task_id, owner=caller.owner)
+            record = await app.tasks.record(task_id, owner=caller.owner)
             known = facts(record) if record is not None else {}
             tasks.append(video_task(task_id, found[task_id], 0, app.settings.demo, **known))
     batch = TaskBatch(tasks=tasks, missing=[task_id for task_id in task_ids if task_id not in found])
@@ -139,11 +126,12 @@ def batch_text(batch: TaskBatch) -> str:
 
 
 GET_TASKS_BATCH = f"""Look up to {BATCH_LIMIT} Kling tasks in one request, without waiting: each \
-task's state, video_url, video_id, file_path and any error; ids the API does not know are listed as \
+one's live state, video_url, video_id, file_path and error; ids the API does not know come back in \
 missing.
 
-Use it to check several videos at once, or without task_ids to refresh the newest tasks this server \
-started (a video whose call was cut off). Free and read-only. To wait for one task use kling_get_task."""
+Use it to refresh several tasks, or with no task_ids the newest this server started. Free, read-only. \
+To wait for one: kling_get_task; to find tasks by state, tool or age in the local journal: \
+kling_list_tasks."""
 
 
 # --- kling_list_tasks -----------------------------------------------------------------------
@@ -152,15 +140,27 @@ MAY_HAVE_STARTED = (
     "The submission may have reached AceDataCloud, but no task id came back: check your tasks at "
     "https://platform.acedata.cloud before generating it again."
 )
-ListedState = Literal["running", "succeeded", "failed", "maybe_started", "not_started"]
+ListedState = Annotated[
+    Literal["running", "succeeded", "failed", "maybe_started", "not_started"],
+    Field(
+        description="Only this state. 'maybe_started': its answer was lost, it may run and be charged; "
+        "'not_started': refused, not charged."
+    ),
+]
 
 
 class ListTasksInput(StrictModel):
     state: ListedState | None = None
-    tool: Annotated[str, Text(64)] | None = Field(None, description="A tool name, e.g. kling_generate_video.")
-    since_hours: float | None = Field(None, gt=0, le=24 * 365, description="Only tasks this recent.")
-    limit: int = Field(20, ge=1, le=100)
-    cursor: Annotated[str, Text(200)] | None = Field(None, description="next_cursor of the previous page.")
+    tool: Annotated[str, Text(64)] | None = Field(
+        None, description="Only this tool's tasks, e.g. kling_generate_video."
+    )
+    since_hours: float | None = Field(
+        None, gt=0, le=24 * 365, description="Only tasks started within this many hours."
+    )
+    limit: int = Field(20, ge=1, le=100, description="Tasks per page.")
+    cursor: Annotated[str, Text(200)] | None = Field(
+        None, description="The next_cursor of the previous page, for the next one."
+    )
 
 
 class TaskEntry(KlingModel):
@@ -206,17 +206,14 @@ class TaskList(KlingModel):
 
 async def list_tasks(request: ListTasksInput, app: AppState, ctx: Context, caller: Caller) -> CallToolResult:
     since = time.time() - request.since_hours * 3600 if request.since_hours else None
-    try:
-        records, next_cursor = await app.keeper.journal.list_tasks(
-            states=(request.state,) if request.state else (),
-            tool=request.tool,
-            since=since,
-            limit=request.limit,
-            cursor=request.cursor,
-            owner=caller.owner,
-        )
-    except CursorError as error:
-        raise ToolError(f"cursor: {error}") from None
+    records, next_cursor = await app.tasks.list(
+        states=(request.state,) if request.state else (),
+        tool=request.tool,
+        since=since,
+        limit=request.limit,
+        cursor=request.cursor,
+        owner=caller.owner,
+    )
     listing = TaskList(tasks=[TaskEntry.from_record(record) for record in records], next_cursor=next_cursor)
     return structured(listing, list_text(listing))
 
@@ -236,20 +233,20 @@ def list_text(listing: TaskList) -> str:
     return "\n".join(lines)
 
 
-LIST_TASKS = """List the tasks this server's users started, newest first, across restarts (from \
-the local journal): each one's state, tool, prompt, video link, saved file_path and any error; \
-filter by state, tool and age, page with limit and cursor.
+LIST_TASKS = """List the tasks this server started for the user, newest first, from its local journal \
+(kept across restarts): state as last seen, tool, prompt, model, video_url, file_path, error. Filter \
+by state, tool, age; page with limit and cursor.
 
-Use it to find a video made earlier, to see what is still running, or to recover a task whose call was \
-cut off ('maybe_started' entries say what to check). Free: no API call. For a task's live state use \
-kling_get_task."""
+Use it to find an earlier video, see what runs, or recover a task whose call was cut off. Free, \
+read-only, no API call, so states may be stale: live ones via kling_get_task (one, waits) or \
+kling_get_tasks_batch (many)."""
 
 
 # --- kling_download_video -------------------------------------------------------------------
 
 
 class DownloadVideoInput(StrictModel):
-    task_id: Identifier = Field(description="A succeeded task's task_id.")
+    task_id: Identifier = Field(description="The task_id of a succeeded task this server started.")
 
 
 async def download_video(
@@ -260,44 +257,22 @@ async def download_video(
             "This is a hosted kling-mcp: it saves no videos to its own disk. Use the task's video_url "
             "(kling_get_task gives a fresh one) to download it."
         )
-    journal = app.keeper.journal
-    record = await journal.get(request.task_id, owner=caller.owner)
-    if record is None:
-        raise ToolError(
-            f"kling-mcp did not start task {quote(request.task_id)}, so it keeps no record of it: use "
-            "kling_get_task for its video_url and download it from there."
-        )
-    if record.state != "succeeded":
-        status = await _lookup(caller, request.task_id)
-        await app.keeper.observe({request.task_id: status})
-        if status.state != "succeeded":
-            raise ToolError(
-                f"Task {request.task_id} has not succeeded (it is {status.state}): nothing to save."
-            )
-        record = await journal.get(request.task_id, owner=caller.owner) or record
     started = anyio.current_time()
     report = ProgressReport(ctx, started, request.task_id)
-
-    async def progress(done: int, total: int | None) -> None:
-        size = f" of {total / 1e6:.1f}" if total else ""
-        await report.say(f"saving the video, {done / 1e6:.1f}{size} MB")
-
-    try:
-        path = await app.keeper.save(record, progress)
-    except SaveError as error:
-        raise ToolError(str(error)) from None
+    record, path = await app.tasks.save(caller, request.task_id, report.on_save)
     status = TaskStatus.from_result(request.task_id, {"state": "succeed", "video_url": record.video_url})
     known = {**facts(record), "file_path": str(path)}
     task = video_task(request.task_id, status, waited(started), app.settings.demo, record.trace_id, **known)
     return answer(task.model_copy(update={"video_id": record.video_id, "duration": record.duration}))
 
 
-DOWNLOAD_VIDEO = """Save (or save again) a finished task's video into the output directory \
-(KLING_OUTPUT_DIR) and answer with its file_path.
+DOWNLOAD_VIDEO = """Save (again) a finished task's video into the user's video folder \
+(KLING_OUTPUT_DIR); answers with its file_path.
 
-Use it when a video was not saved automatically (KLING_AUTO_DOWNLOAD=0, a full disk, a failed \
-download) or the file was deleted. Free: an expired link is refreshed by looking the task up again. \
-The file name is made by the server (date, prompt, task id); nothing is written elsewhere."""
+Use it when a video was not saved (saving off, a full disk, a failed download) or its file was deleted; \
+only for tasks this server started. Free; an expired link is refreshed by a lookup. It never overwrites: \
+the server names the file (date, prompt, task id). A hosted server saves nothing: give the user \
+video_url."""
 
 
 # --- kling_list_models ----------------------------------------------------------------------
@@ -411,11 +386,10 @@ async def task_json(app: AppState, caller: Caller, task_id: str) -> str:
     except ValueError as error:
         raise ResourceError(f"task_id {error}") from None
     try:
-        status = await caller.client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
-    except KlingError as error:
+        status = await app.tasks.lookup(caller, task_id)
+    except TaskError as error:
         raise ResourceError(str(error)) from None
-    await app.keeper.observe({task_id: status})
-    record = await app.keeper.journal.get(task_id, owner=caller.owner)
+    record = await app.tasks.record(task_id, owner=caller.owner)
     known = facts(record) if record is not None else {}
     return video_task(task_id, status, 0, app.settings.demo, **known).model_dump_json(indent=2)
 
@@ -424,7 +398,7 @@ async def recent_tasks_json(app: AppState) -> str:
     """The newest tasks from the journal, as kling_list_tasks lists them (the one local user's)."""
     if app.settings.hosted:
         raise ResourceError("A hosted kling-mcp lists each user's tasks with kling_list_tasks, not here.")
-    records, next_cursor = await app.keeper.journal.list_tasks(limit=RECENT_TASKS)
+    records, next_cursor = await app.tasks.list(owner="", limit=RECENT_TASKS)
     entries = [TaskEntry.from_record(record) for record in records]
     return TaskList(tasks=entries, next_cursor=next_cursor).model_dump_json(indent=2)
 
