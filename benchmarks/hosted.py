@@ -36,7 +36,7 @@ from mcp import Client
 from run import Row, markdown_table, median, rss_mib
 
 from kling_mcp.emulator import Emulator, serve_emulator
-from kling_mcp.tasks.journal import JOURNAL_FILE
+from kling_mcp.tasks.sqlite import JOURNAL_FILE
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the repository root, for tests.hosted
 from tests.hosted import Replica, call, hosted_env, replica, session, structured

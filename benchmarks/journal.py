@@ -41,7 +41,8 @@ from pathlib import Path
 import anyio
 from run import markdown_table
 
-from kling_mcp.tasks.journal import Limits, Reserved, StatusUpdate, TaskJournal, open_journal
+from kling_mcp.tasks.journal import Limits, Reserved, StatusUpdate, TaskJournal
+from kling_mcp.tasks.store import open_journal
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LEASE_SECONDS = 30.0

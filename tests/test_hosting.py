@@ -40,8 +40,8 @@ from kling_mcp.server.hosting import (
     SHUTDOWN_GRACE_SECONDS,
     RateLimiter,
 )
-from kling_mcp.tasks.journal import JOURNAL_FILE
 from kling_mcp.tasks.keeper import LEASE_SECONDS
+from kling_mcp.tasks.sqlite import JOURNAL_FILE
 from tests.hosted import Replica, call, hosted_env, replica, session, structured, text_of
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401
 

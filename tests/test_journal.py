@@ -23,10 +23,8 @@ import pytest
 from kling_mcp.api.client import TaskStatus
 from kling_mcp.logs import logger
 from kling_mcp.tasks.journal import (
-    JOURNAL_FILE,
     SCHEMA_VERSION,
     CursorError,
-    Journal,
     JournalUnavailableError,
     Limits,
     OverLimit,
@@ -36,9 +34,10 @@ from kling_mcp.tasks.journal import (
     TaskRecord,
     Twin,
     body_hash,
-    open_journal,
 )
 from kling_mcp.tasks.postgres import redact
+from kling_mcp.tasks.sqlite import JOURNAL_FILE, SqliteJournal
+from kling_mcp.tasks.store import open_journal
 from tests.postgres import PostgresCluster, free_port, postgres_cluster, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -763,7 +762,7 @@ async def test_a_corrupt_journal_is_moved_aside(tmp_path: Path, caplog: pytest.L
     (tmp_path / JOURNAL_FILE).write_bytes(garbage)
     (tmp_path / f"{JOURNAL_FILE}-wal").write_bytes(b"stale write-ahead log")
 
-    journal = await Journal.open(tmp_path)
+    journal = await SqliteJournal.open(tmp_path)
     try:
         await start(journal, "task-1")
         assert await journal.get("task-1") is not None
@@ -788,7 +787,7 @@ async def test_another_programs_database_is_moved_aside(
         other.execute("CREATE TABLE notes (text TEXT)")
     other.close()
 
-    journal = await Journal.open(tmp_path)
+    journal = await SqliteJournal.open(tmp_path)
     await start(journal, "task-1")
     await journal.aclose()
 
@@ -808,7 +807,7 @@ async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.
     db.close()
     before = newer.read_bytes()
 
-    journal = await Journal.open(tmp_path)
+    journal = await SqliteJournal.open(tmp_path)
     await start(journal, "task-1")
     assert journal.path is None
     await journal.aclose()
@@ -820,7 +819,7 @@ async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.
 
 
 async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Clock) -> None:
-    journal = await Journal.open(tmp_path, clock=clock)
+    journal = await SqliteJournal.open(tmp_path, clock=clock)
     await start(journal, "task-1")
     await journal.aclose()
     with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:  # back to schema 1: no leases, no secrets
@@ -830,7 +829,7 @@ async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Cloc
         db.execute("PRAGMA user_version = 1")
     db.close()
 
-    journal = await Journal.open(tmp_path, clock=clock)
+    journal = await SqliteJournal.open(tmp_path, clock=clock)
     try:
         assert journal.path == tmp_path / JOURNAL_FILE
         claimed = await journal.claim_unfinished(owner="", holder="replica-a", lease_seconds=LEASE)
@@ -940,12 +939,13 @@ OPEN_AND_WRITE = """
 import logging, sys
 from pathlib import Path
 import anyio
-from kling_mcp.tasks.journal import Journal, Limits
+from kling_mcp.tasks.journal import Limits
+from kling_mcp.tasks.sqlite import SqliteJournal
 
 logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(message)s")
 
 async def main():
-    journal = await Journal.open(Path(sys.argv[1]))
+    journal = await SqliteJournal.open(Path(sys.argv[1]))
     limits = Limits(daily=10, concurrent=10, duplicate_window=None)
     body = {"prompt": "in memory"}
     record = (await journal.reserve("kling_generate_video", "/kling/videos", body, limits)).record
@@ -963,7 +963,8 @@ WRITER = """
 import sys
 from pathlib import Path
 import anyio
-from kling_mcp.tasks.journal import Limits, StatusUpdate, open_journal
+from kling_mcp.tasks.journal import Limits, StatusUpdate
+from kling_mcp.tasks.store import open_journal
 
 async def main():
     journal = await open_journal(Path(sys.argv[1]), sys.argv[4] or None)

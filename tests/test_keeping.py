@@ -22,7 +22,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import TextResourceContents
 
 from kling_mcp.emulator import Emulator, Fault
-from kling_mcp.tasks.journal import Journal, Limits
+from kling_mcp.tasks.journal import Limits
+from kling_mcp.tasks.sqlite import SqliteJournal
 from tests.emulated import (
     TOKEN,
     Progress,
@@ -282,7 +283,7 @@ async def test_an_unwritable_output_directory_keeps_the_link_and_saves_later(tmp
 async def test_list_tasks_filters_and_pages_through_the_journal(tmp_path: Path) -> None:
     emulator = Emulator(task_seconds=0.1)
     async with emulated(emulator, tmp_path) as settings:
-        old = await Journal.open(settings.data_dir, clock=lambda: time.time() - 3 * 3600)
+        old = await SqliteJournal.open(settings.data_dir, clock=lambda: time.time() - 3 * 3600)
         unlimited = Limits(daily=100, concurrent=100, duplicate_window=None)
         await old.reserve(
             GENERATE, "/kling/videos", {"action": "text2video", "prompt": "an old one"}, unlimited

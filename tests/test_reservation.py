@@ -243,7 +243,8 @@ RACER = """
 import sys, time
 from pathlib import Path
 import anyio
-from kling_mcp.tasks.journal import Limits, Reserved, open_journal
+from kling_mcp.tasks.journal import Limits, Reserved
+from kling_mcp.tasks.store import open_journal
 
 async def main():
     journal = await open_journal(Path(sys.argv[1]), sys.argv[2] or None)

@@ -28,10 +28,17 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver.tools import Tool
 
 INSTRUCTIONS = """Kling video generation through AceDataCloud. Each tool that is neither read-only nor
-idempotent starts one paid task and waits for it, reporting progress; if the wait ends first it
-returns the task_id with state 'running': resume with kling_get_task, never by generating again.
-Finished videos are saved to disk (file_path); kling_list_tasks lists every task across restarts.
-kling_list_models tells what each model and tool does."""
+idempotent starts one paid Kling task on the user's account (priced by model, mode, duration, 4K and
+audio) and waits for it with progress; if the wait ends first it answers state 'running' with the
+task_id: resume with kling_get_task (free), never by generating again. The user's limits,
+KLING_DAILY_TASK_LIMIT (per 24 hours) and KLING_MAX_CONCURRENT_TASKS, refuse a task before anything is
+sent. Finished videos are saved to the user's video folder (KLING_OUTPUT_DIR; file_path in results)
+unless KLING_AUTO_DOWNLOAD=0; video_url links expire. A local file given as media is uploaded to
+AceDataCloud's file hosting, and only from the client's roots or KLING_INPUT_DIRS (else the user's
+Pictures, Videos, Music, Downloads, Desktop and Documents). An error says whether anything was sent or
+charged; state 'failed' carries Kling's reason, and trace_id for AceDataCloud support. Results marked
+DEMO MODE come from the built-in emulator: nothing was charged. kling_list_tasks lists every task
+across restarts; kling_list_models tells what each model and tool does."""
 
 DEMO_TOKEN = "demo-token"
 
@@ -92,9 +99,9 @@ async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
     """The machinery every call shares, running: the HTTP pool and the task service."""
-    from kling_mcp.tasks.journal import open_journal
     from kling_mcp.tasks.keeper import TaskKeeper
     from kling_mcp.tasks.service import TaskService, Upstream
+    from kling_mcp.tasks.store import open_journal
 
     async with AsyncExitStack() as stack:
         http = HttpPool(transport)

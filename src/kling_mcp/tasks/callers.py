@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,11 +33,32 @@ class MissingToken(Exception):
     """A hosted request brought no token, and the server shares none."""
 
 
+MAX_TOKEN_LENGTH = 1024
+_BEARER = re.compile(r"Bearer +([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+"""RFC 6750's `Bearer b64token`: ASCII letters, digits and `-._~+/`, then any `=` padding."""
+
+
+class BadAuthorization(ValueError):
+    """An Authorization header that is not `Bearer <token>`: the request names no one for sure."""
+
+
 def bearer_token(headers: Mapping[str, str] | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if any."""
-    value = (headers or {}).get("authorization", "")
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    """The token of the `Authorization: Bearer <token>` header; None when there is no such header.
+
+    Raises BadAuthorization for any other Authorization (another scheme, no token, a token with
+    characters RFC 6750 does not allow, non-ASCII among them, or longer than MAX_TOKEN_LENGTH),
+    so that a malformed header is refused rather than read as no header at all.
+    """
+    value = (headers or {}).get("authorization")
+    if value is None:
+        return None
+    matched = _BEARER.fullmatch(value.strip())
+    if matched is None or len(matched[1]) > MAX_TOKEN_LENGTH:
+        raise BadAuthorization(
+            f"The Authorization header must be 'Bearer <token>': one ASCII token of at most "
+            f"{MAX_TOKEN_LENGTH} letters, digits and -._~+/ characters."
+        )
+    return matched[1]
 
 
 def owner_of(token: str, key: bytes) -> str:

@@ -1,6 +1,6 @@
 """The task journal in PostgreSQL, for server replicas that share one database (`KLING_DATABASE_URL`).
 
-The tables, their columns and every query are the SQLite journal's (journal.py): only the
+The tables, their columns and every query are the ones journal.py gives both databases: only the
 column types are translated, `:name` parameters become psycopg's, and a claim locks the rows
 it takes with `FOR UPDATE SKIP LOCKED`, so replicas claiming at once get disjoint tasks.
 Statements run on a psycopg 3 `AsyncConnectionPool`, each call in one transaction.
@@ -26,17 +26,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from kling_mcp.logs import logger
 from kling_mcp.tasks.journal import (
-    _TABLE_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
+    TABLE_COLUMNS,
     Clock,
     Decide,
     JournalUnavailableError,
     Statement,
     T,
     TaskJournal,
-    _claim_sql,
-    _record_status_sql,
+    claim_sql,
+    record_status_sql,
 )
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -55,8 +55,8 @@ Connection = psycopg.AsyncConnection[DictRow]
 class PostgresJournal(TaskJournal):
     """The journal in a PostgreSQL database; `await PostgresJournal.open(url)`, `aclose()` at the end."""
 
-    _RECORD_STATUS = _record_status_sql("IS DISTINCT FROM")
-    _CLAIM = _claim_sql("FOR UPDATE SKIP LOCKED")
+    _RECORD_STATUS = record_status_sql("IS DISTINCT FROM")
+    _CLAIM = claim_sql("FOR UPDATE SKIP LOCKED")
 
     def __init__(self, pool: AsyncConnectionPool[Connection], url: str, clock: Clock) -> None:
         super().__init__(clock)
@@ -160,13 +160,13 @@ async def _refuse_foreign_tables(connection: Connection, url: str) -> None:
     cursor = await connection.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
-        (list(_TABLE_COLUMNS),),
+        (list(TABLE_COLUMNS),),
     )
     found: dict[str, set[str]] = {}
     for row in await cursor.fetchall():
         found.setdefault(row["table_name"], set()).add(row["column_name"])
     for table, columns in found.items():
-        if missing := _TABLE_COLUMNS[table] - columns:
+        if missing := TABLE_COLUMNS[table] - columns:
             raise JournalUnavailableError(
                 f"The table {table} in {redact(url)} lacks the columns {', '.join(sorted(missing))}: it "
                 "belongs to another program. Give kling-mcp a database of its own, or a schema of its own "
