@@ -20,7 +20,14 @@ from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import MissingToken
 from kling_mcp.tasks.service import TaskError
 
-TOOL_SPECS: tuple[ToolSpec, ...] = (*video.TOOLS, *media.TOOLS, *commerce.TOOLS, *tasks.TOOLS, *clips.TOOLS)
+TOOL_SPECS: tuple[ToolSpec, ...] = (
+    *video.TOOLS,
+    *media.TOOLS,
+    *commerce.TOOLS,
+    *tasks.TOOLS,
+    tasks.list_models_tool(lambda: TOOL_SPECS),
+    *clips.TOOLS,
+)
 WAIT_FIELDS = tuple(GenerationRequest.model_fields)
 
 

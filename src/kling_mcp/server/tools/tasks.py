@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import typing
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -339,11 +341,14 @@ def model_catalog(default_model: str, specs: tuple[ToolSpec, ...]) -> ModelCatal
 
 
 async def list_models(
-    request: ListModelsInput, app: AppState, ctx: Context, caller: Caller
+    request: ListModelsInput,
+    app: AppState,
+    ctx: Context,
+    caller: Caller,
+    *,
+    every_tool: Callable[[], tuple[ToolSpec, ...]],
 ) -> CallToolResult:
-    from kling_mcp.server.tools.catalog import TOOL_SPECS  # which imports this module first
-
-    catalog = model_catalog(app.settings.default_model, TOOL_SPECS)
+    catalog = model_catalog(app.settings.default_model, every_tool())
     return structured(catalog, catalog_text(catalog))
 
 
@@ -440,13 +445,18 @@ TOOLS = (
         shows_video=True,
         saves_files=True,
     ),
-    ToolSpec(
+)
+
+
+def list_models_tool(every_tool: Callable[[], tuple[ToolSpec, ...]]) -> ToolSpec:
+    """kling_list_models, which describes `every_tool()` of the server (itself among them)."""
+    handler = functools.partial(list_models, every_tool=every_tool)
+    return ToolSpec(
         "kling_list_models",
         "List Kling models and tools",
         ListModelsInput,
         ModelCatalog,
-        list_models,
+        handler,
         LIST_MODELS,
         local_only=True,
-    ),
-)
+    )
