@@ -10,7 +10,6 @@ import dataclasses
 import itertools
 import random
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -240,7 +239,7 @@ async def test_a_call_cancelled_while_sending_keeps_its_reservation_counted(tmp_
 # --- OS processes racing on one journal -------------------------------------------------------
 
 RACER = """
-import sys, time
+import sys
 from pathlib import Path
 import anyio
 from kling_mcp.tasks.journal import Limits, Reserved
@@ -249,7 +248,10 @@ from kling_mcp.tasks.store import open_journal
 async def main():
     journal = await open_journal(Path(sys.argv[1]), sys.argv[2] or None)
     limits = Limits(daily=int(sys.argv[4]), concurrent=100, duplicate_window=600)
-    await anyio.sleep(float(sys.argv[3]) - time.time())  # both processes start at the same moment
+    barrier = Path(sys.argv[3])
+    (barrier / f"ready-{sys.argv[6]}").touch()
+    while not (barrier / "go").exists():  # both processes start at the same moment
+        await anyio.sleep(0.005)
     admitted = []
 
     async def reserve(number):
@@ -273,19 +275,22 @@ async def test_processes_racing_on_one_journal_admit_each_body_once_within_the_l
     new_journal: Callable[[], dict[str, Any]],
 ) -> None:
     journal = new_journal()
-    start_at = time.time() + 2.0  # both processes have opened the journal by then
-    arguments = [str(journal["data_dir"]), journal["database_url"] or "", str(start_at), "6", "10"]
+    barrier = journal["data_dir"].parent / "barrier"
+    barrier.mkdir()
+    arguments = [str(journal["data_dir"]), journal["database_url"] or "", str(barrier), "6", "10"]
     outputs: list[str] = []
 
-    async def race() -> None:
-        with anyio.fail_after(30):
-            done = await anyio.run_process([sys.executable, "-c", RACER, *arguments], check=False)
+    async def race(name: str) -> None:
+        with anyio.fail_after(60):
+            done = await anyio.run_process([sys.executable, "-c", RACER, *arguments, name], check=False)
         assert done.returncode == 0, done.stderr.decode()
         outputs.append(done.stdout.decode())
 
     async with anyio.create_task_group() as group:
-        group.start_soon(race)
-        group.start_soon(race)
+        for name in ("first", "second"):
+            group.start_soon(race, name)
+        await eventually(lambda: len(list(barrier.glob("ready-*"))) == 2, "both processes ready", limit=30)
+        (barrier / "go").touch()
     admitted = [line for output in outputs for line in output.splitlines()]
     assert len(admitted) == 6, outputs  # the daily limit, across both processes
     assert len(set(admitted)) == 6, outputs  # no body admitted twice

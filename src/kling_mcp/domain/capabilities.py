@@ -101,7 +101,6 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-MODEL_NAMES = tuple(MODELS)
 VIDEO_SPECS = {name: spec for name, spec in MODELS.items() if spec.tool is None}
 """The models of the general video tools (text, image, extend)."""
 VIDEO_MODELS = tuple(VIDEO_SPECS)
@@ -156,11 +155,18 @@ def describe_durations(spec: ModelSpec) -> str:
 
 
 def duration_rule() -> str:
+    """The general video models' durations in a few words: the most common first, then the others."""
     by_rule: dict[str, list[str]] = {}
     for spec in VIDEO_SPECS.values():
-        by_rule.setdefault(describe_durations(spec), []).append(spec.name)
-    *special, (common, _) = sorted(by_rule.items(), key=lambda item: len(item[1]))
-    return "; ".join([*(f"{rule} for {', '.join(names)}" for rule, names in special), f"otherwise {common}"])
+        by_rule.setdefault(_seconds(spec), []).append(spec.name)
+    common, *special = sorted(by_rule.items(), key=lambda item: -len(item[1]))
+    return "; ".join([f"{common[0]} s", *(f"{rule} s on {', '.join(names)}" for rule, names in special)])
+
+
+def _seconds(spec: ModelSpec) -> str:
+    if spec.durations == THREE_TO_FIFTEEN:
+        return "3-15"
+    return " or ".join(str(duration) for duration in spec.durations)
 
 
 def four_k_rule() -> str:
@@ -169,7 +175,7 @@ def four_k_rule() -> str:
 
 def audio_rule() -> str:
     return ", ".join(
-        name if spec.audio_modes == spec.modes else f"{name} ({'/'.join(spec.audio_modes)} mode only)"
+        name if spec.audio_modes == spec.modes else f"{name} ({'/'.join(spec.audio_modes)} only)"
         for name, spec in VIDEO_SPECS.items()
         if spec.audio_modes
     )

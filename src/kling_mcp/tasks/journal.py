@@ -81,8 +81,6 @@ class TaskRecord:
     video_url: str | None
     video_id: str | None
     duration: float | None
-    link_fetched_at: float | None
-    """When `video_url` was first read from the API (its signature expires some time after)."""
     error_code: str | None
     error_message: str | None
     file_path: str | None
@@ -243,7 +241,8 @@ SCHEMA = (
     )""",
     SECRETS_TABLE,
 )
-"""The current schema in SQLite's words; journal_pg.py translates its types for PostgreSQL."""
+"""The current schema in SQLite's words; postgres.py translates its types for PostgreSQL. The unused
+column link_fetched_at stays, so that an older kling-mcp sharing the file still reads it as its own."""
 LEASE_COLUMNS = {"holder", "lease_until"}
 TABLE_COLUMNS = {
     "tasks": {field.name for field in fields(TaskRecord)},
@@ -277,9 +276,6 @@ def record_status_sql(is_distinct_from: str) -> str:
     UPDATE tasks SET
         state = :state,
         upstream_state = :upstream_state,
-        link_fetched_at = CASE WHEN CAST(:video_url AS TEXT) IS NOT NULL
-                               AND video_url {is_distinct_from} :video_url
-                          THEN :now ELSE link_fetched_at END,
         video_url = COALESCE(:video_url, video_url),
         video_id = COALESCE(:video_id, video_id),
         duration = COALESCE(:duration, duration),
@@ -339,7 +335,6 @@ def _new_record(tool: str, endpoint: str, body: dict[str, Any], owner: str, now:
         video_url=None,
         video_id=None,
         duration=None,
-        link_fetched_at=None,
         error_code=None,
         error_message=None,
         file_path=None,
