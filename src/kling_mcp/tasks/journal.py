@@ -31,6 +31,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
+from kling_mcp.errors import KlingMcpError
+
 if TYPE_CHECKING:
     from kling_mcp.api.client import TaskStatus
 
@@ -166,7 +168,7 @@ class OverLimit:
     frees_at: float | None
 
 
-class CursorError(ValueError):
+class CursorError(KlingMcpError, ValueError):
     """A list cursor that this journal did not give out."""
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 from kling_mcp.api.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
 from kling_mcp.api.errors import KlingError
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
 from kling_mcp.tasks.callers import Caller
 from kling_mcp.tasks.journal import StatusUpdate, TaskJournal, TaskRecord
@@ -45,7 +46,7 @@ RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
 TAKE_OVER_LEASE_SECONDS = QUERY_BUDGET + LEASE_SECONDS
 
 
-class SaveError(Exception):
+class SaveError(KlingMcpError):
     """The video could not be saved; the message says why and what to do. The link is kept."""
 
 

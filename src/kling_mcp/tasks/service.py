@@ -22,6 +22,7 @@ import anyio
 from kling_mcp.api.client import QUERY_BUDGET, HttpPool, TaskStatus
 from kling_mcp.api.errors import KlingError
 from kling_mcp.domain.local_files import LocalFile
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
 from kling_mcp.tasks.callers import Caller
 from kling_mcp.tasks.journal import (
@@ -45,7 +46,7 @@ TWIN_CHECK_SECONDS = 0.2
 MEGABYTE = 1_000_000
 
 
-class TaskError(Exception):
+class TaskError(KlingMcpError):
     """A task could not be started, checked or saved; the message says why and what to do next."""
 
 
@@ -214,7 +215,7 @@ class TaskService:
         try:
             return await upload(upstream.http.client(), upstream.base_url, upstream.token, file, progress)
         except UploadError as error:
-            raise TaskError(f"Uploading {file.name} failed; {NOTHING_SENT}. {error}") from None
+            raise TaskError(f"Uploading {file.name} failed. {error}") from None  # it says what was sent
 
     # --- Following a task ---
 

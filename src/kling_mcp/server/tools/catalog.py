@@ -9,6 +9,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, InputRequiredResult
 
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import relay_to_client
 from kling_mcp.server.player import tool_meta
 from kling_mcp.server.sdk import make_tool
@@ -17,8 +18,6 @@ from kling_mcp.server.tools import clips, commerce, media, tasks, video
 from kling_mcp.server.tools.common import GenerationRequest
 from kling_mcp.server.tools.spec import ToolSpec, input_schema, output_schema, parse_arguments
 from kling_mcp.settings import Settings
-from kling_mcp.tasks.callers import MissingToken
-from kling_mcp.tasks.service import TaskError
 
 TOOL_SPECS: tuple[ToolSpec, ...] = (
     *video.TOOLS,
@@ -59,15 +58,12 @@ def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
         app = app_state(ctx)
         try:
             caller = app.caller(ctx)
-        except MissingToken as missing:
-            raise ToolError(str(missing)) from None
-        with relay_to_client(ctx.session):
-            try:
+            with relay_to_client(ctx.session):
                 if app.settings.hosted:
                     await app.tasks.take_over(caller)
                 return await spec.handler(request, app, ctx, caller)
-            except TaskError as error:
-                raise ToolError(str(error)) from None
+        except KlingMcpError as error:  # an expected failure, in the user's words
+            raise ToolError(str(error)) from None
 
     return make_tool(
         call_tool,
