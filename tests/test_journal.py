@@ -821,7 +821,8 @@ async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Cloc
     journal = await SqliteJournal.open(tmp_path, clock=clock)
     await start(journal, "task-1")
     await journal.aclose()
-    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:  # back to schema 1: no leases, no secrets
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:  # back to schema 1: no leases, secrets, cancels
+        db.execute("ALTER TABLE tasks DROP COLUMN cancelled_at")
         db.execute("ALTER TABLE tasks DROP COLUMN holder")
         db.execute("ALTER TABLE tasks DROP COLUMN lease_until")
         db.execute("DROP TABLE secrets")
@@ -840,6 +841,33 @@ async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Cloc
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     db.close()
     assert moved_aside(tmp_path) == {}
+
+
+async def test_an_older_postgres_journal_is_migrated_in_place(postgres_store: Store, clock: Clock) -> None:
+    journal = await postgres_store.open(clock)
+    await start(journal, "task-1")
+    await journal.aclose()
+    assert postgres_store.database_url is not None
+    with psycopg.connect(postgres_store.database_url, autocommit=True) as db:  # back to schema 2
+        db.execute("ALTER TABLE tasks DROP COLUMN cancelled_at")
+        db.execute("UPDATE journal_schema SET version = 2")
+
+    journal = await postgres_store.open(clock)
+    try:
+        assert (await journal.get("task-1")) is not None
+        cancelled = await journal.cancel(await _entry_of(journal, "task-1"), owner="")
+        assert cancelled is not None
+        assert cancelled.cancelled_at == clock.now
+    finally:
+        await journal.aclose()
+    with psycopg.connect(postgres_store.database_url, autocommit=True) as db:
+        assert db.execute("SELECT version FROM journal_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+async def _entry_of(journal: TaskJournal, task_id: str) -> str:
+    record = await journal.get(task_id)
+    assert record is not None
+    return record.entry_id
 
 
 # --- PostgreSQL: unreachable, lost and foreign databases ----------------------------------

@@ -84,7 +84,7 @@ async def test_many_waiting_calls_share_each_request(scripted: Any) -> None:
     assert max(len(ids) for _, ids in client.requests) == 20
     gaps = [later - earlier for (earlier, _), (later, _) in pairwise(client.requests)]
     assert min(gaps) >= MIN_INTERVAL * 0.9, "never faster than the minimum interval"
-    assert poller.pending == set()
+    assert not any(poller.watching(task_id) for task_id in client.states)
 
 
 async def test_the_wait_ends_at_the_deadline_with_the_last_state_seen(scripted: Any) -> None:
@@ -102,16 +102,42 @@ async def test_the_wait_ends_at_the_deadline_with_the_last_state_seen(scripted: 
 async def test_cancelling_one_call_removes_only_its_task(scripted: Any) -> None:
     client, poller = scripted
     client.states = {"keep": "processing", "drop": "processing"}
+    keep_ticks = TickCounter()
 
     async with anyio.create_task_group() as group:
-        group.start_soon(lambda: poller.wait("keep", deadline=anyio.current_time() + 0.6, on_tick=ignore))
-        with anyio.move_on_after(0.2):
-            await poller.wait("drop", deadline=anyio.current_time() + 5, on_tick=ignore)
-        assert poller.pending == {"keep"}
+        group.start_soon(lambda: poller.wait("keep", deadline=anyio.current_time() + 5, on_tick=keep_ticks))
+        with anyio.CancelScope() as dropping:
+
+            async def cancel_at_the_first_tick(status: TaskStatus | None, error: KlingError | None) -> None:
+                dropping.cancel()
+
+            await poller.wait("drop", deadline=anyio.current_time() + 5, on_tick=cancel_at_the_first_tick)
+        assert poller.watching("keep")
         client.requests.clear()
-        await anyio.sleep(0.2)
-        assert client.requests
-        assert all(ids == ["keep"] for _, ids in client.requests)
+        await keep_ticks.more(2)
+        group.cancel_scope.cancel()
+
+    checked = [ids for _, ids in client.requests]
+    assert len(checked) >= 2
+    assert all(ids == ["keep"] for ids in checked), checked
+
+
+class TickCounter:
+    """An `on_tick` listener that counts the ticks a call hears; `more(n)` waits for n more."""
+
+    def __init__(self) -> None:
+        self.heard = 0
+        self._heard_one = anyio.Event()
+
+    async def __call__(self, status: TaskStatus | None, error: KlingError | None) -> None:
+        self.heard += 1
+        heard_one, self._heard_one = self._heard_one, anyio.Event()
+        heard_one.set()
+
+    async def more(self, ticks: int) -> None:
+        target = self.heard + ticks
+        while self.heard < target:
+            await self._heard_one.wait()
 
 
 async def test_transient_failures_back_off_and_the_wait_goes_on(scripted: Any) -> None:
@@ -142,4 +168,4 @@ async def test_a_revoked_token_ends_the_wait_with_the_error(scripted: Any) -> No
         await poller.wait("t", deadline=anyio.current_time() + 5, on_tick=ignore)
 
     assert raised.value.kind is ErrorKind.AUTH
-    assert poller.pending == set()
+    assert not poller.watching("t")

@@ -16,8 +16,9 @@ from kling_mcp.logs import configure_logging, logger
 from kling_mcp.server.player import player_extension
 from kling_mcp.server.prompts import register_prompts
 from kling_mcp.server.roots import ClientRoots
-from kling_mcp.server.sdk import LazyToolsServer
+from kling_mcp.server.sdk import ServerTool, ToolTableServer
 from kling_mcp.server.state import AppState
+from kling_mcp.server.tasks_extension import TasksExtension
 from kling_mcp.server.tools.resources import register_resources
 from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import OWNER_KEY
@@ -25,7 +26,6 @@ from kling_mcp.tasks.poller import TaskPoller
 
 if TYPE_CHECKING:
     import httpx
-    from mcp.server.mcpserver.tools import Tool
 
 INSTRUCTIONS = """Kling video generation through AceDataCloud. Each tool that is neither read-only nor
 idempotent starts one paid Kling task on the user's account (priced by model, mode, duration, 4K and
@@ -43,10 +43,10 @@ across restarts; kling_list_models tells what each model and tool does."""
 DEMO_TOKEN = "demo-token"
 
 
-class KlingServer(LazyToolsServer):
+class KlingServer(ToolTableServer):
     """The kling-mcp MCPServer; `state()` is its running state, for what gets no request context."""
 
-    def __init__(self, build_tools: Callable[[], Sequence[Tool]], **options: Any) -> None:
+    def __init__(self, build_tools: Callable[[], Sequence[ServerTool]], **options: Any) -> None:
         super().__init__(build_tools, **options)
         self.states: list[AppState] = []
 
@@ -72,7 +72,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
             finally:
                 server.states.remove(app)
 
-    def build_tools() -> list[Tool]:
+    def build_tools() -> list[ServerTool]:
         from kling_mcp.server.tools.catalog import build_tools
 
         return build_tools(settings)
@@ -86,7 +86,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
         # The SDK's own log lines (and its libraries') at INFO at most: DEBUG is for ours.
         log_level="INFO" if settings.log_level == "DEBUG" else settings.log_level,
         lifespan=lifespan,
-        extensions=[player_extension(settings)],
+        extensions=[player_extension(settings), TasksExtension()],
     )
     server.middleware.append(roots.watch)
     register_prompts(server)
@@ -126,6 +126,7 @@ async def _running(
             keeper,
             poller,
             Upstream(http, settings.platform_base_url, settings.upload_token),
+            background,
             daily_limit=settings.daily_task_limit,
             concurrent_limit=settings.max_concurrent_tasks,
             # A hosted server's users bring their own tokens: their tasks are followed on their requests.

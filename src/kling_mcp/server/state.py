@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -27,9 +28,13 @@ class AppState:
 
     def caller(self, ctx: Context[Any, Any]) -> Caller:
         """Who the call is from: the local user, or the hosted user whose token the request carries."""
+        return self.caller_for(ctx.headers)
+
+    def caller_for(self, headers: Mapping[str, str] | None) -> Caller:
+        """Who a request with these headers is from (headers are None on stdio)."""
         if not self.settings.hosted:
             return Caller(self.client, owner="")
-        token = bearer_token(ctx.headers) or self.settings.api_token
+        token = bearer_token(headers) or self.settings.api_token
         if token is None:
             raise MissingToken("Send your AceDataCloud API token as 'Authorization: Bearer <token>'.")
         return Caller(self.client.with_token(token), owner=owner_of(token, self.owner_key))

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kling_mcp.api.client import KlingClient
+from kling_mcp.errors import KlingMcpError
 
 OWNER_KEY = "owner-key"
 """The name of the journal's secret that keys the hash from token to owner."""
@@ -29,7 +30,7 @@ class Caller:
     """Whose tasks: "" for the one local user, a keyed hash of the token when hosted."""
 
 
-class MissingToken(Exception):
+class MissingToken(KlingMcpError):
     """A hosted request brought no token, and the server shares none."""
 
 

@@ -36,7 +36,7 @@ from kling_mcp.errors import KlingMcpError
 if TYPE_CHECKING:
     from kling_mcp.api.client import TaskStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STALE_SUBMISSION_SECONDS = 60.0
 """A submission without the API's answer after this long: the process died while sending it."""
 ACTIVE_SECONDS = 3600.0
@@ -93,6 +93,8 @@ class TaskRecord:
     holder: str | None = None
     """The process that polls this task while its lease lasts (None: nobody)."""
     lease_until: float | None = None
+    cancelled_at: float | None = None
+    """When the client cancelled the MCP task that follows it (the API's task may still run)."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,8 @@ SCHEMA = (
         model TEXT,
         mode TEXT,
         holder TEXT,
-        lease_until REAL
+        lease_until REAL,
+        cancelled_at REAL
     )""",
     "CREATE INDEX tasks_by_owner_time ON tasks (owner, created_at, entry_id)",
     "CREATE INDEX tasks_by_task_id ON tasks (task_id)",
@@ -245,12 +248,33 @@ SCHEMA = (
 )
 """The current schema in SQLite's words; postgres.py translates its types for PostgreSQL. The unused
 column link_fetched_at stays, so that an older kling-mcp sharing the file still reads it as its own."""
-LEASE_COLUMNS = {"holder", "lease_until"}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE tasks ADD COLUMN holder TEXT",
+        "ALTER TABLE tasks ADD COLUMN lease_until REAL",
+        SECRETS_TABLE,
+    ),
+    2: ("ALTER TABLE tasks ADD COLUMN cancelled_at REAL",),
+}
+"""The statements that bring a journal of schema version N to N + 1."""
 TABLE_COLUMNS = {
     "tasks": {field.name for field in fields(TaskRecord)},
     "uploads": {"owner", "sha256", "url", "size", "mime", "uploaded_at"},
     "secrets": {"name", "value", "created_at"},
 }
+_ADDED = {2: ({"holder", "lease_until"}, "secrets"), 3: ({"cancelled_at"}, None)}
+"""The task columns, and the table, each schema version added."""
+
+
+def expected_columns(version: int) -> dict[str, set[str]]:
+    """The tables and columns a journal of schema `version` has."""
+    tables = {name: set(columns) for name, columns in TABLE_COLUMNS.items()}
+    for added_in, (columns, table) in _ADDED.items():
+        if added_in > version:
+            tables["tasks"] -= columns
+            if table is not None:
+                del tables[table]
+    return tables
 
 
 # --- Queries, in the SQL that SQLite and PostgreSQL share ---------------------------------
@@ -543,6 +567,15 @@ class TaskJournal(abc.ABC):
             {"task_id": task_id, "owner": owner},
         )
         return records[0] if records else None
+
+    async def cancel(self, entry_id: str, *, owner: str) -> TaskRecord | None:
+        """Note that the client cancelled following the entry (the first time counts); the entry, if any."""
+        await self._write(
+            "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, :now), updated_at = :now "
+            "WHERE entry_id = :entry_id AND owner = :owner",
+            {"now": self._clock(), "entry_id": entry_id, "owner": owner},
+        )
+        return await self.entry(entry_id, owner=owner)
 
     async def entry(self, entry_id: str, *, owner: str) -> TaskRecord | None:
         """The journal entry `entry_id` (one made by `reserve`), whether or not it has a task id yet."""

@@ -75,9 +75,9 @@ class TaskPoller:
         self._backoff_until = float("-inf")
         self._stopping = False
 
-    @property
-    def pending(self) -> set[str]:
-        return {watch.task_id for watch in self._watches}
+    def watching(self, task_id: str) -> bool:
+        """Whether `task_id` is checked on every tick (a call waits for it, or it is followed)."""
+        return any(watch.task_id == task_id for watch in self._watches)
 
     def follow(self, task_id: str, client: KlingClient | None = None) -> None:
         """Keep checking `task_id` until it is done, with no call waiting for it."""

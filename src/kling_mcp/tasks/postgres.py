@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from kling_mcp.logs import logger
 from kling_mcp.tasks.journal import (
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     TABLE_COLUMNS,
@@ -36,6 +37,7 @@ from kling_mcp.tasks.journal import (
     T,
     TaskJournal,
     claim_sql,
+    expected_columns,
     record_status_sql,
 )
 
@@ -148,15 +150,20 @@ async def _set_up(connection: Connection, url: str) -> None:
                 f"The task journal in {redact(url)} was written by a newer kling-mcp (schema {version}; this "
                 f"one reads {SCHEMA_VERSION}): upgrade kling-mcp on every replica that shares it."
             )
-        await _refuse_foreign_tables(connection, url)
+        await _refuse_foreign_tables(connection, url, version or SCHEMA_VERSION)
+        for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            for statement in MIGRATIONS[old]:
+                await connection.execute(_postgres_ddl(statement))
         for statement in SCHEMA:
             await connection.execute(_postgres_ddl(statement))
         if version is None:
             await connection.execute("INSERT INTO journal_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:
+            await connection.execute("UPDATE journal_schema SET version = %s", (SCHEMA_VERSION,))
 
 
-async def _refuse_foreign_tables(connection: Connection, url: str) -> None:
-    """Raise if a table of the journal's name exists without the journal's columns."""
+async def _refuse_foreign_tables(connection: Connection, url: str, version: int) -> None:
+    """Raise if a table of the journal's name exists without the columns of a journal of `version`."""
     cursor = await connection.execute(
         "SELECT table_name, column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name = ANY(%s)",
@@ -166,7 +173,7 @@ async def _refuse_foreign_tables(connection: Connection, url: str) -> None:
     for row in await cursor.fetchall():
         found.setdefault(row["table_name"], set()).add(row["column_name"])
     for table, columns in found.items():
-        if missing := TABLE_COLUMNS[table] - columns:
+        if missing := expected_columns(version).get(table, set()) - columns:
             raise JournalUnavailableError(
                 f"The table {table} in {redact(url)} lacks the columns {', '.join(sorted(missing))}: it "
                 "belongs to another program. Give kling-mcp a database of its own, or a schema of its own "
@@ -176,8 +183,10 @@ async def _refuse_foreign_tables(connection: Connection, url: str) -> None:
 
 
 def _postgres_ddl(statement: str) -> str:
-    """A statement of journal.SCHEMA with PostgreSQL's types, doing nothing when its object exists."""
+    """A statement of the journal's schema or migrations with PostgreSQL's types, doing nothing when
+    its object exists."""
     statement = re.sub(r"\b(REAL|BLOB|INTEGER)\b", lambda match: _TYPES[match[1]], statement)
+    statement = re.sub(r" ADD COLUMN ", " ADD COLUMN IF NOT EXISTS ", statement)
     return re.sub(r"^CREATE (TABLE|INDEX) ", r"CREATE \1 IF NOT EXISTS ", statement)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from kling_mcp.api.client import QUERY_BUDGET, HttpPool, TaskStatus
 from kling_mcp.api.errors import KlingError
@@ -44,6 +45,8 @@ DUPLICATE_WINDOW_SECONDS = 600.0
 TWIN_CHECK_SECONDS = 0.2
 """How often a call waits on the journal for an identical request's task id."""
 MEGABYTE = 1_000_000
+DETACHED_SUBMIT_SECONDS = 60.0
+"""How long the submission of an order started without a caller may take."""
 
 
 class TaskError(KlingMcpError):
@@ -99,6 +102,7 @@ class TaskService:
         keeper: TaskKeeper,
         poller: TaskPoller,
         upstream: Upstream,
+        background: TaskGroup,
         *,
         daily_limit: int,
         concurrent_limit: int,
@@ -112,6 +116,9 @@ class TaskService:
         self._concurrent_limit = concurrent_limit
         self._follow_unwaited = follow_unwaited
         """Whether a task whose call stopped waiting is followed on with the server's own token."""
+        self._background = background
+        self._detached: dict[str, anyio.CancelScope] = {}
+        """The orders started without a caller and not yet submitted, by journal entry."""
 
     # --- Starting a paid task ---
 
@@ -120,19 +127,8 @@ class TaskService:
 
         Raises TaskError, before anything is uploaded or sent, when a limit is reached.
         """
-        limits = Limits(
-            daily=self._daily_limit,
-            concurrent=self._concurrent_limit,
-            duplicate_window=None if order.allow_duplicate else DUPLICATE_WINDOW_SECONDS,
-        )
-        # Local files are keyed by their content: the same request is the same whatever the upload URL.
-        keyed = _swap(order.body, {given: f"sha256:{file.sha256}" for given, file in order.files.items()})
         while True:
-            outcome = await self._journal.reserve(
-                order.tool, order.endpoint, keyed, limits, owner=caller.owner
-            )
-            if isinstance(outcome, OverLimit):
-                raise TaskError(_over_limit(outcome))
+            outcome = await self._admit(caller, order)
             if isinstance(outcome, Reserved):
                 return await self._send(caller, order, outcome.record, submit_by, say)
             twin = await self._settled(outcome)
@@ -142,6 +138,55 @@ class TaskService:
             if twin.state != "not_started":
                 raise TaskError(_twin_may_have_started(twin))
             # The twin was never sent: reserve again, and this call may be the one that sends it.
+
+    async def start_detached(self, caller: Caller, order: Order) -> TaskRecord:
+        """Reserve `order` now and go on without the caller: upload, submit, follow and save.
+
+        The entry answered is in the journal when this returns: the order's own, or that of an
+        identical request still running. Raises TaskError, before anything is sent, when a limit
+        is reached.
+        """
+        outcome = await self._admit(caller, order)
+        if isinstance(outcome, Twin):
+            return outcome.record
+        self._background.start_soon(self._run_detached, caller, order, outcome.record)
+        return outcome.record
+
+    async def _run_detached(self, caller: Caller, order: Order, record: TaskRecord) -> None:
+        with anyio.CancelScope() as scope:
+            self._detached[record.entry_id] = scope
+            try:
+                submit_by = anyio.current_time() + DETACHED_SUBMIT_SECONDS
+                started = await self._send(caller, order, record, submit_by, _unheard)
+            except TaskError:
+                return  # the journal has the failure, for the task's next reader
+            finally:
+                del self._detached[record.entry_id]
+            if self._follow_unwaited:
+                self._poller.follow(started.task_id, caller.client)
+
+    async def cancel(self, owner: str, entry_id: str) -> TaskRecord | None:
+        """Stop the owner's task `entry_id` where it can still be stopped (not sent yet), and note
+        the cancel; the entry, or None when the owner has none of that id. A task the API already
+        runs goes on there (and is charged): its video is still saved when it is done."""
+        record = await self._journal.cancel(entry_id, owner=owner)
+        if record is not None and (job := self._detached.get(entry_id)) is not None:
+            job.cancel()
+        return record
+
+    async def _admit(self, caller: Caller, order: Order) -> Reserved | Twin:
+        """The order's reservation, or the identical task still running; TaskError over a limit."""
+        limits = Limits(
+            daily=self._daily_limit,
+            concurrent=self._concurrent_limit,
+            duplicate_window=None if order.allow_duplicate else DUPLICATE_WINDOW_SECONDS,
+        )
+        # Local files are keyed by their content: the same request is the same whatever the upload URL.
+        keyed = _swap(order.body, {given: f"sha256:{file.sha256}" for given, file in order.files.items()})
+        outcome = await self._journal.reserve(order.tool, order.endpoint, keyed, limits, owner=caller.owner)
+        if isinstance(outcome, OverLimit):
+            raise TaskError(_over_limit(outcome))
+        return outcome
 
     async def _settled(self, twin: Twin) -> TaskRecord:
         """The identical request once its submission is answered (it has a task id, or failed)."""
@@ -154,6 +199,7 @@ class TaskService:
     async def _send(
         self, caller: Caller, order: Order, record: TaskRecord, submit_by: float, say: Say
     ) -> Started:
+        """Upload the order's files and submit it, once; the journal learns either outcome."""
         sending = False
         try:
             body = _swap(order.body, await self._uploaded(order.files, caller.owner, say))
@@ -309,6 +355,20 @@ class TaskService:
         await self._keeper.observe(found)
         return found
 
+    async def entry(self, caller: Caller, entry_id: str) -> TaskRecord | None:
+        """The caller's journal entry `entry_id`, brought up to date with the API when no one here
+        is following it (another replica's task, or one a stopped server left)."""
+        record = await self._journal.entry(entry_id, owner=caller.owner)
+        if record is None or record.state != "running" or not record.task_id:
+            return record
+        if not self._poller.watching(record.task_id):
+            try:
+                await self.lookup(caller, record.task_id)
+            except TaskError as error:
+                logger.info("Could not bring task %s up to date: %s", record.task_id, error)
+            record = await self._journal.entry(entry_id, owner=caller.owner) or record
+        return record
+
     async def record(self, task_id: str, *, owner: str) -> TaskRecord | None:
         """What the journal knows of the owner's task `task_id` (None: not started here)."""
         return await self._journal.get(task_id, owner=owner)
@@ -347,6 +407,26 @@ class TaskService:
     def stop_waiting(self) -> None:
         """End every wait now (the server is stopping): each call answers with its task id."""
         self._poller.stop_waiting()
+
+
+def last_status(record: TaskRecord) -> TaskStatus | None:
+    """The task's status as the journal last recorded it (None before the API gave it an id)."""
+    if record.task_id is None:
+        return None
+    response: dict[str, Any] = {
+        "video_url": record.video_url,
+        "video_id": record.video_id,
+        "duration": record.duration,
+        "error": {"code": record.error_code, "message": record.error_message}
+        if record.state == "failed"
+        else None,
+    }
+    state = record.state if record.state in ("succeeded", "failed") else "running"
+    return TaskStatus(record.task_id, state, record.upstream_state, response, record.trace_id)
+
+
+async def _unheard(message: str) -> None:
+    """Progress of an order no caller waits for: the journal tells its state instead."""
 
 
 def _over_limit(over: OverLimit) -> str:

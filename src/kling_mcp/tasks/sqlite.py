@@ -24,11 +24,9 @@ import anyio.to_thread
 
 from kling_mcp.logs import logger
 from kling_mcp.tasks.journal import (
-    LEASE_COLUMNS,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
-    SECRETS_TABLE,
-    TABLE_COLUMNS,
     Clock,
     Decide,
     JournalUnavailableError,
@@ -36,6 +34,7 @@ from kling_mcp.tasks.journal import (
     T,
     TaskJournal,
     claim_sql,
+    expected_columns,
     record_status_sql,
 )
 
@@ -49,22 +48,6 @@ class _Unusable(Exception):
 
 class _Damaged(_Unusable):
     """The file is not a journal this version can read and must be moved aside."""
-
-
-_MIGRATIONS = {
-    1: (
-        "ALTER TABLE tasks ADD COLUMN holder TEXT",
-        "ALTER TABLE tasks ADD COLUMN lease_until REAL",
-        SECRETS_TABLE,
-    ),
-}
-"""The statements that bring a journal of schema version N to N + 1."""
-
-
-def _expected_columns(version: int) -> dict[str, set[str]]:
-    if version == 1:
-        return {"tasks": TABLE_COLUMNS["tasks"] - LEASE_COLUMNS, "uploads": TABLE_COLUMNS["uploads"]}
-    return TABLE_COLUMNS
 
 
 def _open(data_dir: Path) -> tuple[sqlite3.Connection, Path | None]:
@@ -131,7 +114,7 @@ def _check(db: sqlite3.Connection) -> None:
         return
     if version not in range(1, SCHEMA_VERSION + 1):
         raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
-    for table, expected in _expected_columns(version).items():
+    for table, expected in expected_columns(version).items():
         columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
         if not expected <= columns:
             raise _Damaged(f"table {table} lacks {', '.join(sorted(expected - columns))}")
@@ -145,7 +128,7 @@ def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
         db.execute("BEGIN IMMEDIATE")  # two processes setting up a file at once: one creates or migrates
         with db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            steps = [SCHEMA] if version == 0 else [_MIGRATIONS[old] for old in range(version, SCHEMA_VERSION)]
+            steps = [SCHEMA] if version == 0 else [MIGRATIONS[old] for old in range(version, SCHEMA_VERSION)]
             for statement in (statement for step in steps for statement in step):
                 db.execute(statement)
             if steps:

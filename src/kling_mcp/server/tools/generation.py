@@ -19,6 +19,7 @@ from mcp.types import CallToolResult, ContentBlock, InputRequiredResult, Resourc
 from kling_mcp.api.client import TaskStatus
 from kling_mcp.api.errors import KlingError
 from kling_mcp.logs import logger
+from kling_mcp.server.handoff import handoff
 from kling_mcp.server.state import AppState
 from kling_mcp.server.tools.clips import sheet_content
 from kling_mcp.server.tools.common import GenerationRequest, VideoTask, video_task, video_text
@@ -26,7 +27,7 @@ from kling_mcp.server.tools.local_media import checked_local_media
 from kling_mcp.server.tools.spec import ToolSpec, result_content
 from kling_mcp.tasks.callers import Caller
 from kling_mcp.tasks.journal import TaskRecord
-from kling_mcp.tasks.service import Order
+from kling_mcp.tasks.service import Order, last_status
 
 SUBMIT_FLOOR = 10.0
 """Seconds a submission may take even when the caller asked not to wait (timeout 0)."""
@@ -52,6 +53,9 @@ async def generate(
     if isinstance(files, InputRequiredResult):
         return files
     order = Order(tool, request.endpoint, request.to_wire(), files, request.allow_duplicate)
+    if (task_handle := handoff.get()) is not None:  # the client takes a task: the generation goes on alone
+        task_handle.record = await app.tasks.start_detached(caller, order)
+        return answer(video_task(task_handle.record.entry_id, None, 0, app.settings.demo))  # never sent
     submit_by = max(deadline, started + SUBMIT_FLOOR)
     task = await app.tasks.start(caller, order, submit_by=submit_by, say=report.say)
     report.task_id = task.task_id
@@ -97,6 +101,20 @@ async def follow_through(
     if note:
         task = task.model_copy(update={"next_step": f"{note} {task.next_step}"})
     return answer(task)
+
+
+def recorded_answer(record: TaskRecord, *, demo: bool) -> CallToolResult:
+    """The tool's answer for a journal entry that is done: its video, or why there is none."""
+    if record.task_id is None:
+        outcome = "may or may not have started" if record.state == "maybe_started" else "was not started"
+        return CallToolResult(
+            content=[
+                TextContent(type="text", text=f"The generation {outcome}. {record.error_message or ''}")
+            ],
+            is_error=True,
+        )
+    status = last_status(record)
+    return answer(video_task(record.task_id, status, 0, demo, record.trace_id, **facts(record)))
 
 
 def facts(record: TaskRecord) -> dict[str, Any]:
