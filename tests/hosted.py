@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import httpx
-from anyio.abc import Process
+from anyio.abc import ByteStream, Process
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -96,11 +96,16 @@ class Replica:
 
 
 @asynccontextmanager
-async def replica(env: dict[str, str], workdir: Path, *args: str) -> AsyncIterator[Replica]:
-    """Start a replica in `workdir` (so no .env is read) and yield it once it is ready."""
+async def replica(
+    env: dict[str, str], workdir: Path, *args: str, module: str = "kling_mcp"
+) -> AsyncIterator[Replica]:
+    """Start a replica in `workdir` (so no .env is read) and yield it once it is ready.
+
+    `module` is what `python -m` runs: kling-mcp, or a server that takes the same arguments.
+    """
     port = free_port()
     stderr_path = workdir / f"replica-{port}.log"
-    command = [sys.executable, "-m", "kling_mcp", "--transport", "http", "--port", str(port), *args]
+    command = [sys.executable, "-m", module, "--transport", "http", "--port", str(port), *args]
     with stderr_path.open("w") as stderr:
         process = await anyio.open_process(
             command, env=env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
@@ -153,3 +158,33 @@ def structured(result: CallToolResult) -> dict[str, Any]:
     content: dict[str, Any] | None = result.structured_content
     assert content is not None, text_of(result)
     return content
+
+
+# --- Raw HTTP, for what a well-behaved client would never send ---------------------------------
+
+
+async def raw_exchange(running: Replica, request: bytes, *, limit: float = CALL_LIMIT) -> bytes:
+    """Send `request` as it is on a new connection; everything the server answers until it hangs up."""
+    with anyio.fail_after(limit):
+        async with await anyio.connect_tcp("127.0.0.1", running.port) as stream:
+            with suppress(anyio.BrokenResourceError):  # it may answer, and hang up, before reading it all
+                await stream.send(request)
+            return await read_until_closed(stream)
+
+
+async def read_until_closed(stream: ByteStream) -> bytes:
+    answer = b""
+    with suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        while True:
+            answer += await stream.receive()
+    return answer
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer; 0 when the server hung up without one."""
+    line = answer.partition(b"\r\n")[0].split()
+    return int(line[1]) if len(line) >= 2 and line[0].startswith(b"HTTP/") else 0
+
+
+def body_of(answer: bytes) -> bytes:
+    return answer.partition(b"\r\n\r\n")[2]

@@ -35,6 +35,8 @@ from psycopg import sql
 
 from kling_mcp.emulator import Emulator, serve_emulator
 from kling_mcp.server.hosting import (
+    BURST_MINUTES,
+    NEW_TOKEN_QUEUE_SECONDS,
     NEW_TOKENS_PER_ADDRESS_PER_MINUTE,
     REMEMBERED_TOKENS,
     SHUTDOWN_GRACE_SECONDS,
@@ -239,7 +241,7 @@ async def test_health_needs_no_token_and_mcp_refuses_a_missing_token_a_bad_origi
     missing = await post_initialize(shared)
     assert missing.status_code == 401
     assert missing.headers["www-authenticate"].startswith('Bearer realm="kling-mcp", error="missing_token"')
-    assert "Authorization: Bearer" in missing.json()["message"]
+    assert "Authorization: Bearer" in missing.json()["error"]["message"]
 
     token = new_token("carol")
     bad_origin = await post_initialize(shared, authorization=f"Bearer {token}", origin="http://evil.example")
@@ -279,22 +281,41 @@ async def guessed(tmp_path: Path) -> AsyncIterator[Replica]:
 
 
 async def test_an_address_trying_many_new_tokens_is_slowed_before_they_cost_lookups(guessed: Replica) -> None:
-    answers = [await post_initialize(guessed, authorization=f"Bearer guess-{n}") for n in range(12)]
+    answers = [
+        await post_initialize(guessed, authorization=f"Bearer guess-{n}")
+        for n in range(NEW_TOKENS_PER_ADDRESS_PER_MINUTE)
+    ]
+    assert [answer.status_code for answer in answers] == [401] * NEW_TOKENS_PER_ADDRESS_PER_MINUTE
 
-    statuses = [answer.status_code for answer in answers]
-    assert statuses == [401] * NEW_TOKENS_PER_ADDRESS_PER_MINUTE + [429, 429]
-    assert "new tokens from this address" in answers[-1].json()["error"]
-    # A token already checked is not a new one: it still gets its own answer.
+    # Then the turns are taken: new tokens wait theirs (one every 6 s), and past the queue one is
+    # told to come back, at once, while the others still wait.
+    queued = int(NEW_TOKEN_QUEUE_SECONDS * NEW_TOKENS_PER_ADDRESS_PER_MINUTE / 60)
+    first: list[httpx.Response] = []
+    async with anyio.create_task_group() as group:
+
+        async def guess(n: int) -> None:
+            first.append(await post_initialize(guessed, authorization=f"Bearer late-guess-{n}"))
+            group.cancel_scope.cancel()
+
+        for n in range(queued + 1):
+            group.start_soon(guess, n)
+    (told,) = first
+    assert told.status_code == 429
+    assert "new tokens from this address" in told.json()["error"]["message"]
+    assert 1 <= int(told.headers["retry-after"]) <= 60 / NEW_TOKENS_PER_ADDRESS_PER_MINUTE
+    # A token already checked is not a new one: it still gets its own answer, at once.
     assert (await post_initialize(guessed, authorization="Bearer guess-0")).status_code == 401
 
 
-async def test_the_sixth_request_of_a_token_within_a_minute_gets_429_with_retry_after(
+async def test_a_token_may_burst_five_minutes_of_its_rate_and_then_gets_429_with_retry_after(
     strict: Replica,
 ) -> None:
-    answers = [await post_initialize(strict, authorization="Bearer good") for _ in range(6)]
-    assert [answer.status_code for answer in answers] == [200] * 5 + [429]
+    burst = 5 * BURST_MINUTES
+    answers = [await post_initialize(strict, authorization="Bearer good") for _ in range(burst + 1)]
+    assert [answer.status_code for answer in answers] == [200] * burst + [429]
     limited = answers[-1]
-    assert "at most 5 a minute" in limited.json()["error"]
+    assert limited.json()["jsonrpc"] == "2.0"
+    assert f"5 a minute on average, in bursts of up to {burst}" in limited.json()["error"]["message"]
     assert int(limited.headers["retry-after"]) >= 1
 
 
@@ -324,6 +345,9 @@ async def test_local_files_and_downloads_are_refused_with_what_to_do_instead(
     assert len(emulator.submissions) == before, "something was submitted"
 
 
+# --- Each token its own limits and duplicates ---------------------------------------------------
+
+
 async def test_a_token_runs_at_most_max_concurrent_tasks_while_another_token_still_can(
     shared: Replica, emulator: Emulator
 ) -> None:
@@ -346,6 +370,54 @@ async def test_a_token_runs_at_most_max_concurrent_tasks_while_another_token_sti
     assert "nothing was charged" in text_of(refused)
     assert structured(other)["state"] == "running", text_of(other)
     assert structured(other)["task_id"] != structured(first)["task_id"]
+
+
+async def test_each_token_has_its_own_daily_budget(emulator: Emulator, tmp_path: Path) -> None:
+    env = hosted_env(_base_url(emulator), tmp_path, KLING_DAILY_TASK_LIMIT="1")
+    first_user, second_user = new_token("kim"), new_token("lee")
+    submitted_before = len(emulator.submissions)
+    async with replica(env, tmp_path) as running:
+        async with session(running, first_user) as client:
+            spent = await call(client, "kling_generate_video", {"prompt": prompt("a kite"), "timeout": 0})
+            refused = await call(
+                client, "kling_generate_video", {"prompt": prompt("a second kite"), "timeout": 0}
+            )
+        async with session(running, second_user) as client:
+            own = await call(client, "kling_generate_video", {"prompt": prompt("a kite"), "timeout": 0})
+    assert not spent.is_error, text_of(spent)
+    assert refused.is_error
+    assert "KLING_DAILY_TASK_LIMIT=1" in text_of(refused)
+    assert "nothing was charged" in text_of(refused)
+    assert not own.is_error, text_of(own)
+    assert structured(own)["task_id"] != structured(spent)["task_id"]
+    assert len(emulator.submissions) == submitted_before + 2
+
+
+async def test_one_request_from_two_tokens_starts_two_tasks_and_neither_sees_the_others(
+    shared: Replica, emulator: Emulator
+) -> None:
+    first_user, second_user = new_token("mia"), new_token("noah")
+    same = {"prompt": prompt("a lantern in the fog"), "timeout": 0}
+    submitted_before = len(emulator.submissions)
+    with tasks_take(emulator, 30):
+        async with session(shared, first_user) as client:
+            hers = await call(client, "kling_generate_video", same)
+            hers_again = await call(client, "kling_generate_video", same)
+            her_list = await call(client, "kling_list_tasks")
+        async with session(shared, second_user) as client:
+            his = await call(client, "kling_generate_video", same)
+            his_list = await call(client, "kling_list_tasks")
+    her_task, his_task = structured(hers)["task_id"], structured(his)["task_id"]
+    # Her own identical request is answered with her running task, so the guard is on...
+    assert structured(hers_again)["task_id"] == her_task
+    assert "An identical request started" in text_of(hers_again)
+    # ...and his, the same body, is a task of his own.
+    assert not his.is_error, text_of(his)
+    assert his_task != her_task
+    assert "An identical request" not in text_of(his)
+    assert [task["task_id"] for task in structured(her_list)["tasks"]] == [her_task]
+    assert [task["task_id"] for task in structured(his_list)["tasks"]] == [his_task]
+    assert len(emulator.submissions) == submitted_before + 2
 
 
 # --- Replicas on one Postgres -------------------------------------------------------------------
@@ -483,6 +555,9 @@ async def test_sigterm_answers_every_waiting_call_with_its_task_id_and_exits_wit
     results: list[CallToolResult] = []
     with tasks_take(emulator, 120):
         async with replica(env, tmp_path) as running, session(running, new_token("judy")) as client:
+            # As a host does first. A client checks each result against its tool's output schema, and
+            # lists the tools to learn it if it has not: a request to a replica that is stopping.
+            await client.list_tools()
 
             async def generate(number: int) -> None:
                 arguments = {"prompt": prompt(f"a slow river, take {number}"), "timeout": 60}

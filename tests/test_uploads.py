@@ -245,10 +245,24 @@ async def test_a_failure_after_sending_is_never_retried(
     tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
     route = host.post(UPLOAD_PATH).mock(side_effect=httpx.ReadError("connection reset"))
-    with pytest.raises(UploadError, match="may or may not have reached the host") as raised:
+    with pytest.raises(
+        UploadError, match="were sent, but the connection was cut off before the host answered"
+    ) as raised:
         await upload(http, HOST, TOKEN, checked(tmp_path, "cat.png", media.png()))
     assert route.call_count == 1
     assert raised.value.maybe_uploaded
+
+
+async def test_a_cut_off_upload_never_shows_the_token_its_error_carried(
+    tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    host.post(UPLOAD_PATH).mock(side_effect=httpx.ReadError(f"reset by a proxy that echoed Bearer {TOKEN}"))
+    with caplog.at_level(logging.DEBUG, logger="kling_mcp"), pytest.raises(UploadError) as raised:
+        await upload(http, HOST, TOKEN, checked(tmp_path, "cat.png", media.png()))
+    assert "cut off" in str(raised.value)
+    assert "reset by a proxy that echoed Bearer ***" in str(raised.value)
+    assert TOKEN not in str(raised.value)
+    assert TOKEN not in caplog.text
 
 
 async def test_a_gateway_page_is_reported_in_words(

@@ -3,7 +3,11 @@
 stdout belongs to the protocol, so nothing here writes to it. While a tool call runs,
 its records are also sent to that call's client as MCP log messages (the client picks
 the level it wants); records from outside a call (the shared poller) stay on stderr.
-Nothing logged here contains the API token: the client redacts it from what it logs.
+Nothing logged here contains the API token: the client redacts it from what it logs. A message
+is one line on stderr whatever its values hold: control characters are escaped (`\\n`), so a file
+name, an API answer or a header a client sent cannot forge a log line of its own, nor send a
+terminal an escape sequence. That holds for the SDK's and uvicorn's records too, once
+`write_one_line` has run after the SDK set its handler up on the root logger.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -44,6 +49,36 @@ def configure_logging(level: str) -> None:
         stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(stderr)
         logger.addHandler(ClientLogHandler())
+    write_one_line()
+
+
+def write_one_line() -> None:
+    """Have the stderr handlers, ours and the root logger's (the SDK's, which also writes uvicorn's
+    records), escape control characters; again after the SDK has set its handler up."""
+    for handler in (*logger.handlers, *logging.getLogger().handlers):
+        if not isinstance(handler, ClientLogHandler) and not any(
+            isinstance(existing, OneLine) for existing in handler.filters
+        ):
+            handler.addFilter(OneLine())
+
+
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (and Unicode line separators) escaped: `a\\nb`."""
+    return _CONTROL_CHARACTERS.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"), text)
+
+
+class OneLine(logging.Filter):
+    """On a handler: each record's message as one line, its control characters escaped (a traceback
+    logged with it keeps its own lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if (escaped := printable(message)) != message:
+            record.msg, record.args = escaped, None
+        return True
 
 
 @contextmanager

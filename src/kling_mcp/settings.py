@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 from typing import TypeVar, get_args
 
@@ -70,6 +71,14 @@ class Settings:
     """Requests per minute one token may make of a hosted server."""
     hosted: bool = False
     """Serving many users over HTTP, each with their own token (set by `--transport http`)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses and networks (CIDR) of proxies whose X-Forwarded-For a hosted server believes."""
+    header_timeout: float = 10.0
+    """Seconds a hosted server's client has to send a request's headers."""
+    body_timeout: float = 30.0
+    """Seconds a hosted server's client has to send a request's body, once its headers arrived."""
+    max_connections_per_address: int = 50
+    """Connections one client address may hold open to a hosted server (trusted proxies excepted)."""
 
     @property
     def upload_token(self) -> str | None:
@@ -103,6 +112,12 @@ class Settings:
             max_concurrent_tasks=read.count("KLING_MAX_CONCURRENT_TASKS", 10, low=1, high=1000),
             database_url=read.database_url("KLING_DATABASE_URL"),
             rate_limit_per_minute=read.count("KLING_RATE_LIMIT", 120, low=1, high=100_000),
+            trusted_proxies=read.networks("KLING_TRUSTED_PROXIES"),
+            header_timeout=read.number("KLING_HEADER_TIMEOUT", 10.0, low=0.1, high=300),
+            body_timeout=read.number("KLING_BODY_TIMEOUT", 30.0, low=0.1, high=3600),
+            max_connections_per_address=read.count(
+                "KLING_MAX_CONNECTIONS_PER_ADDRESS", 50, low=1, high=100_000
+            ),
         )
         for problem in plan_problems(GenerationPlan(settings.default_model, settings.default_mode)):
             raise SettingsError(f"KLING_DEFAULT_MODEL / KLING_DEFAULT_MODE do not fit together: {problem}")
@@ -182,6 +197,20 @@ class _Reader:
                 f"{name} is not a Postgres URL: use postgresql://user:password@host/database."
             )
         return value
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP addresses or CIDR networks, written the standard way; none of them all."""
+        value = self._get(name) or ""
+        try:
+            networks = [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+        except ValueError:
+            networks = None
+        if networks is None or any(network.prefixlen == 0 for network in networks):
+            raise SettingsError(
+                f"{name}={value!r} is not valid: use IP addresses or networks, separated by commas "
+                "(e.g. 10.0.0.5,172.16.0.0/12); no wildcard, and no network of every address."
+            )
+        return tuple(str(network) for network in networks)
 
     def directory(self, name: str) -> Path | None:
         value = self._get(name)

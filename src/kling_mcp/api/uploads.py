@@ -3,7 +3,9 @@
 The file is streamed (a 100 MB video is never held in memory) as the one `file` part of a
 multipart POST, reporting progress as it goes. Uploads cost nothing, but one that may have
 reached the host is never sent again on its own: only a connection that could not be made
-is retried. The token never appears in an error or a log line.
+is retried. An error says what was sent: nothing (no connection), part of the file (cut off
+midway: the host cannot have it whole), or all of it (cut off before the host answered: it may
+have stored it). The token never appears in an error or a log line.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import IO, Protocol
 
 import anyio
 import httpx
 
 from kling_mcp.domain.local_files import MB, LocalFile, LocalFileError
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
 
 UPLOAD_PATH = "/api/v1/files/"
@@ -44,7 +48,7 @@ class UploadCache(Protocol):
     def remember_upload(self, sha256: str, url: str, *, size: int, mime: str) -> None: ...
 
 
-class UploadError(Exception):
+class UploadError(KlingMcpError):
     """An upload that failed; the message keeps the host's own words and its trace id."""
 
     def __init__(
@@ -58,13 +62,20 @@ class UploadError(Exception):
         self.status = status
         self.trace_id = trace_id
         self.maybe_uploaded = maybe_uploaded
-        """True when the file may have reached the host (a later try is still safe: uploads are free)."""
+        """True when the whole file may have reached the host (sending it again is safe: uploads are free)."""
         lines = [message, f"trace_id: {trace_id}" if trace_id else "", NO_TASK]
         super().__init__("\n".join(line for line in lines if line))
 
 
 class _ChangedWhileSending(Exception):
     """The bytes read while sending are not the ones that were checked."""
+
+
+@dataclass
+class _Sent:
+    """How many bytes of the file the body has handed to the connection so far."""
+
+    bytes: int = 0
 
 
 async def upload(
@@ -111,9 +122,10 @@ async def _send(
         except LocalFileError as exc:
             raise UploadError(f"Did not upload {file.name}: {exc}") from None
         with stream:
+            sent = _Sent()
             try:
                 logger.info("Uploading %s (%.1f MB) to %s", file.name, file.size / MB, endpoint)
-                body = _body(stream, file, head, tail, on_progress)
+                body = _body(stream, file, head, tail, on_progress, sent)
                 response = await http.post(endpoint, content=body, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 if attempt == CONNECT_ATTEMPTS:
@@ -127,13 +139,24 @@ async def _send(
             except _ChangedWhileSending as exc:
                 raise UploadError(f"Stopped uploading {file.name}: {exc}", maybe_uploaded=True) from None
             except httpx.TransportError as exc:
-                raise UploadError(
-                    f"The upload of {file.name} was cut off ({_redact(_describe(exc), token)}); it may or "
-                    "may not have reached the host. Uploads are free: calling again is safe.",
-                    maybe_uploaded=True,
-                ) from None
+                raise _cut_off(file, sent.bytes, _redact(_describe(exc), token)) from None
         return _hosted_url(response, token, file)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _cut_off(file: LocalFile, sent: int, reason: str) -> UploadError:
+    """The connection broke after the upload began; what reached the host depends on how much was sent."""
+    if sent < file.size:
+        return UploadError(
+            f"The upload of {file.name} was cut off after {sent / MB:.1f} of {file.size / MB:.1f} MB had "
+            f"been sent ({reason}): the host did not get the whole file and gave no URL for it. Uploads "
+            "are free: calling again sends it anew."
+        )
+    return UploadError(
+        f"All {file.size / MB:.1f} MB of {file.name} were sent, but the connection was cut off before the "
+        f"host answered ({reason}): it may have stored the file. Uploads are free: calling again is safe.",
+        maybe_uploaded=True,
+    )
 
 
 def _part_envelope(boundary: str, file: LocalFile) -> tuple[bytes, bytes]:
@@ -147,22 +170,21 @@ def _part_envelope(boundary: str, file: LocalFile) -> tuple[bytes, bytes]:
 
 
 async def _body(
-    stream: IO[bytes], file: LocalFile, head: bytes, tail: bytes, on_progress: OnProgress | None
+    stream: IO[bytes], file: LocalFile, head: bytes, tail: bytes, on_progress: OnProgress | None, sent: _Sent
 ) -> AsyncIterator[bytes]:
     """The multipart body, read as it is sent; it stops short of its end if the file is not as checked."""
     yield head
     reader = anyio.wrap_file(stream)
     digest = hashlib.sha256()
-    sent = 0
     while chunk := await reader.read(CHUNK_BYTES):
-        sent += len(chunk)
-        if sent > file.size:
+        if sent.bytes + len(chunk) > file.size:
             raise _ChangedWhileSending(f"it grew past the {file.size} bytes checked")
         digest.update(chunk)
         yield chunk
+        sent.bytes += len(chunk)
         if on_progress is not None:
-            await on_progress(sent, file.size)
-    if sent != file.size or digest.hexdigest() != file.sha256:
+            await on_progress(sent.bytes, file.size)
+    if sent.bytes != file.size or digest.hexdigest() != file.sha256:
         raise _ChangedWhileSending("its content changed after it was checked")
     yield tail
 

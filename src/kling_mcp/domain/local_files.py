@@ -5,24 +5,37 @@ A local file named in a tool call is uploaded to a third party, and the name may
 prompt injection ("animate ~/.ssh/id_rsa"), so every path is treated as hostile. A file is used
 only when, resolved (symlinks and `..` followed), it lies inside an allowed directory, is not
 hidden, is a regular file within the size limit of its kind, and its bytes (never its name) are
-an image, video or audio format the API takes. The opened descriptor must be the file that was
-checked, so swapping the file after the checks does not get another one uploaded.
+an image, video or audio format the API takes.
+
+The file is opened by one walk that cannot leave its allowed directory: on Linux 5.6 and later
+by `openat2` with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, elsewhere (macOS, older kernels) one
+folder at a time from the allowed directory's descriptor with O_NOFOLLOW | O_DIRECTORY; every
+byte is read from that descriptor, and fstat confirms it is the file checked. So a folder or
+file swapped for a symlink at any moment gets a refusal, never a file from outside. Windows,
+where os.open takes no directory descriptor, opens by path and then asks Windows which path the
+opened handle has (GetFinalPathNameByHandle): it must lie inside the allowed directory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import hashlib
 import os
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Literal
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import platformdirs
+
+from kling_mcp.errors import KlingMcpError
+from kling_mcp.logs import printable
 
 MediaKind = Literal["image", "video", "audio"]
 
@@ -44,9 +57,18 @@ NOTHING_DONE = "Nothing was uploaded and nothing was charged."
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0)
+_FOLDER_FLAGS |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+"""A folder on the way, never through a symlink (O_PATH, where there is one: search permission is enough)."""
+_SYS_OPENAT2 = 437
+"""The same number on every Linux architecture."""
+_RESOLVE_BENEATH_WITHOUT_SYMLINKS = 0x08 | 0x04
+_SWAPPED = {errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.EAGAIN, errno.ENOENT}
+"""What a walk meets when a folder on the path became a symlink, a file or nothing since it was resolved."""
+_MOVED = "was moved, or swapped for a symbolic link, while being checked"
 
 
-class LocalFileError(ValueError):
+class LocalFileError(KlingMcpError, ValueError):
     """A local file that may not be used; the message names the field, the path, the rule and the fix."""
 
 
@@ -142,6 +164,8 @@ class LocalFile:
     sha256: str
     identity: tuple[int, int, int] = field(repr=False)
     """Device, inode and modification time when checked."""
+    root: Path = field(repr=False)
+    """The allowed directory (resolved) it lies in, from which it is opened again."""
 
     @property
     def upload_name(self) -> str:
@@ -151,8 +175,13 @@ class LocalFile:
 
     def open(self) -> IO[bytes]:
         """The file opened for reading, refused if it is no longer the file that was checked."""
+
+        def unchanged(status: os.stat_result) -> None:
+            if (status.st_dev, status.st_ino) != self.identity[:2]:
+                raise Refused("was replaced by another file")
+
         try:
-            stream = _open_checked(self.path, self.identity[:2])
+            stream = _open_beneath(self.root, self.path.relative_to(self.root), unchanged)
         except (Refused, OSError) as exc:
             raise LocalFileError(
                 f"{self.path} changed after it was checked ({exc}); {NOTHING_DONE}"
@@ -216,10 +245,13 @@ def default_directories() -> list[Path]:
     return _unique(Path(path) for path in candidates if Path(path).is_dir() and Path(path).resolve() != home)
 
 
-def allowed_directories(roots: Sequence[Path] | None, configured: Sequence[Path]) -> list[Path]:
-    """Where local files may come from: the client's roots and KLING_INPUT_DIRS, else the defaults."""
+def allowed_directories(
+    roots: Sequence[Path] | None, configured: Sequence[Path], always: Sequence[Path] = ()
+) -> list[Path]:
+    """Where local files may come from: the client's roots and KLING_INPUT_DIRS, else the defaults;
+    and `always` in any case (the output directory: the server's own videos and their frames)."""
     chosen = [*(roots or ()), *configured]
-    return _unique(chosen) if chosen else default_directories()
+    return _unique([*(chosen or default_directories()), *always])
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:
@@ -264,15 +296,15 @@ def _check(path: Path, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
     resolved = _resolve(path)
     root = _containing_root(resolved, allowed)
     if root is None:
-        raise Refused(f"is outside the allowed directories (it resolves to {resolved})")
+        raise Refused(f"is outside the allowed directories (it resolves to {printable(str(resolved))})")
     hidden = [part for part in (*resolved.relative_to(root).parts, path.name) if part.startswith(".")]
     if hidden:
         raise Refused(
             f"is hidden or inside a hidden directory ({hidden[0]!r}): hidden files are never uploaded"
         )
-    status = os.stat(resolved)
-    _check_type_and_size(status, kind)
-    with _open_checked(resolved, (status.st_dev, status.st_ino)) as stream:
+    with _open_beneath(
+        root, resolved.relative_to(root), lambda status: _check_type_and_size(status, kind)
+    ) as stream:
         head = stream.read(HEAD_BYTES)
         media = sniff(head)
         if media is None or media.kind != kind:
@@ -281,7 +313,8 @@ def _check(path: Path, kind: MediaKind, allowed: Sequence[Path]) -> LocalFile:
             raise Refused(f"is {found}, not {wanted}; its content decides, not its name")
         digest, size = _hash_rest(stream, head, SIZE_LIMITS[kind])
         identity = _identity(os.fstat(stream.fileno()))
-    return LocalFile(resolved, resolved.name, kind, media.mime, media.extension, size, digest, identity)
+    name = printable(resolved.name)
+    return LocalFile(resolved, name, kind, media.mime, media.extension, size, digest, identity, root)
 
 
 def _resolve(path: Path) -> Path:
@@ -330,19 +363,146 @@ def _check_size(size: int, kind: MediaKind) -> None:
         raise Refused(f"is {size / MB:.1f} MB, over the {limit // MB} MB limit for {_article(kind)} {kind}")
 
 
-def _open_checked(path: Path, expected: tuple[int, int]) -> IO[bytes]:
-    """`path` opened without following a final symlink, refused unless it is the regular file `expected`."""
-    fd = os.open(path, _OPEN_FLAGS)
+def _open_beneath(root: Path, relative: PurePath, judge: Callable[[os.stat_result], None]) -> IO[bytes]:
+    """`root/relative` opened by one walk that follows no symlink below `root`.
+
+    `relative` was resolved, so a symlink met now was swapped in since: refused. `judge` sees the
+    file's status before it is opened (so a device is never opened) and refuses by raising; the
+    opened file must then be the one judged.
+    """
+    if sys.platform == "win32":
+        return _open_confirmed_by_final_path(root, relative, judge)
+    folder = _open_folder(root, relative.parent)
+    try:
+        status = os.stat(relative.name, dir_fd=folder, follow_symlinks=False)
+        if stat.S_ISLNK(status.st_mode):
+            raise Refused(_MOVED)
+        judge(status)
+        return _confirmed(os.open(relative.name, _OPEN_FLAGS, dir_fd=folder), status)
+    finally:
+        os.close(folder)
+
+
+def _open_folder(root: Path, relative: PurePath) -> int:
+    """A descriptor of the folder `root/relative`, reached without following any symlink below `root`."""
+    top = os.open(root, _FOLDER_FLAGS)
+    if not relative.parts:
+        return top
+    try:
+        if _has_openat2():
+            return _openat2_beneath(top, str(relative), _FOLDER_FLAGS)
+        return _walk(top, relative.parts)
+    except OSError as error:
+        if error.errno in _SWAPPED:
+            raise Refused(_MOVED) from None
+        raise
+    finally:
+        os.close(top)
+
+
+def _walk(top: int, parts: Sequence[str]) -> int:
+    """The folder `parts` (of a resolved path: no `..`) below `top`, opened one folder at a time, none
+    of them through a symlink."""
+    current = top
+    try:
+        for part in parts:
+            following = os.open(part, _FOLDER_FLAGS, dir_fd=current)
+            if current != top:
+                os.close(current)
+            current = following
+    except BaseException:
+        if current != top:
+            os.close(current)
+        raise
+    return current
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _openat2_beneath(folder: int, relative: str, flags: int) -> int:
+    """openat2(2): `relative` below `folder`, resolved by the kernel beneath it and through no symlink."""
+    how = _OpenHow(flags, 0, _RESOLVE_BENEATH_WITHOUT_SYMLINKS)
+    opened = _syscall()(
+        ctypes.c_long(_SYS_OPENAT2),
+        ctypes.c_long(folder),
+        ctypes.c_char_p(os.fsencode(relative)),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if opened < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), relative)
+    return int(opened)
+
+
+@functools.cache
+def _syscall() -> Callable[..., int]:
+    """The C library's syscall(2), which answers a long."""
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+    syscall.restype = ctypes.c_long
+    return syscall
+
+
+@functools.cache
+def _has_openat2() -> bool:
+    """Whether this kernel has openat2 (Linux 5.6), and no sandbox (seccomp) forbids it."""
+    if sys.platform != "linux":
+        return False
+    root = os.open("/", _FOLDER_FLAGS)
+    try:
+        os.close(_openat2_beneath(root, ".", _FOLDER_FLAGS))
+    except OSError:  # ENOSYS before 5.6, EPERM in a sandbox: the walk is as safe, if slower
+        return False
+    finally:
+        os.close(root)
+    return True
+
+
+def _confirmed(fd: int, status: os.stat_result) -> IO[bytes]:
+    """`fd` as a stream, refused unless it is the regular file whose `status` was judged."""
     try:
         opened = os.fstat(fd)
-        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != expected:
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+            status.st_dev,
+            status.st_ino,
+        ):
             raise Refused("was replaced by another file while being checked")
-        if os.path.realpath(path) != str(path):
-            raise Refused("was moved behind a symbolic link while being checked")
     except BaseException:
         os.close(fd)
         raise
     return os.fdopen(fd, "rb")
+
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _open_confirmed_by_final_path(
+        root: Path, relative: PurePath, judge: Callable[[os.stat_result], None]
+    ) -> IO[bytes]:
+        """By path (os.open takes no directory descriptor here), then the handle's own path must be
+        inside `root`: a folder swapped for a junction or symlink meanwhile is caught there."""
+        path = root / relative
+        status = os.stat(path, follow_symlinks=False)
+        if stat.S_ISLNK(status.st_mode) or status.st_file_attributes & stat.FILE_ATTRIBUTE_REPARSE_POINT:
+            raise Refused(_MOVED)
+        judge(status)
+        stream = _confirmed(os.open(path, _OPEN_FLAGS), status)
+        if not _final_path(stream.fileno()).is_relative_to(root):
+            stream.close()
+            raise Refused(_MOVED)
+        return stream
+
+    def _final_path(fd: int) -> Path:
+        size = 32_768
+        buffer = ctypes.create_unicode_buffer(size)
+        if not ctypes.windll.kernel32.GetFinalPathNameByHandleW(msvcrt.get_osfhandle(fd), buffer, size, 0):
+            raise ctypes.WinError()
+        final = buffer.value
+        if final.startswith("\\\\?\\UNC\\"):
+            return Path("\\\\" + final[len("\\\\?\\UNC\\") :])
+        return Path(final.removeprefix("\\\\?\\"))
 
 
 def _hash_rest(stream: IO[bytes], head: bytes, limit: int) -> tuple[str, int]:

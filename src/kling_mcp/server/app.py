@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+import functools
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.types import Tool as MCPTool
 
 from kling_mcp import __version__
 from kling_mcp.api.client import HttpPool, KlingClient
-from kling_mcp.logs import configure_logging, logger
+from kling_mcp.logs import configure_logging, logger, write_one_line
+from kling_mcp.policy import Policy
+from kling_mcp.server.completion import register_completion
 from kling_mcp.server.player import player_extension
 from kling_mcp.server.prompts import register_prompts
 from kling_mcp.server.roots import ClientRoots
 from kling_mcp.server.sdk import ServerTool, ToolTableServer
 from kling_mcp.server.state import AppState
 from kling_mcp.server.tasks_extension import TasksExtension
+from kling_mcp.server.tool_cache import kept_definitions
 from kling_mcp.server.tools.resources import register_resources
 from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import OWNER_KEY
-from kling_mcp.tasks.poller import TaskPoller
 
 if TYPE_CHECKING:
     import httpx
@@ -44,11 +47,20 @@ DEMO_TOKEN = "demo-token"
 
 
 class KlingServer(ToolTableServer):
-    """The kling-mcp MCPServer; `state()` is its running state, for what gets no request context."""
+    """The kling-mcp MCPServer; `state()` is its running state, for what gets no request context.
 
-    def __init__(self, build_tools: Callable[[], Sequence[ServerTool]], **options: Any) -> None:
-        super().__init__(build_tools, **options)
+    Its tools are built on the first call; `tools/list` answers from the definitions kept from an
+    earlier start when they still hold (see `tool_cache`), so a client that starts the server does
+    not wait for them to be built.
+    """
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        super().__init__(functools.partial(_build_tools, settings), **options)
+        self.kling_settings = settings
         self.states: list[AppState] = []
+
+    def published_definitions(self) -> list[MCPTool]:
+        return kept_definitions(self.kling_settings, super().published_definitions)
 
     def state(self) -> AppState:
         if not self.states:
@@ -72,13 +84,8 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
             finally:
                 server.states.remove(app)
 
-    def build_tools() -> list[ServerTool]:
-        from kling_mcp.server.tools.catalog import build_tools
-
-        return build_tools(settings)
-
     server = KlingServer(
-        build_tools,
+        settings,
         name="kling-mcp",
         title="Kling video (AceDataCloud)",
         version=__version__,
@@ -89,9 +96,17 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
         extensions=[player_extension(settings), TasksExtension()],
     )
     server.middleware.append(roots.watch)
+    write_one_line()  # the SDK's log handler, set up with the server, quotes what clients send
     register_prompts(server)
     register_resources(server, server.state)
+    register_completion(server)
     return server
+
+
+def _build_tools(settings: Settings) -> list[ServerTool]:
+    from kling_mcp.server.tools.catalog import build_tools
+
+    return build_tools(settings)
 
 
 @asynccontextmanager
@@ -99,46 +114,16 @@ async def _running(
     settings: Settings, transport: httpx.AsyncBaseTransport | None, roots: ClientRoots
 ) -> AsyncIterator[AppState]:
     """The machinery every call shares, running: the HTTP pool and the task service."""
-    from kling_mcp.tasks.keeper import TaskKeeper
-    from kling_mcp.tasks.service import TaskService, Upstream
-    from kling_mcp.tasks.store import open_journal
+    from kling_mcp.tasks.service import running_service
 
+    policy = Policy.of(settings)
     async with AsyncExitStack() as stack:
         http = HttpPool(transport)
         stack.push_async_callback(http.aclose)
         client = KlingClient(settings, http)
-        poller = TaskPoller(client, min_interval=settings.poll_interval)
-        journal = await open_journal(settings.data_dir, settings.database_url)
-        stack.push_async_callback(journal.aclose)
-        background = await stack.enter_async_context(anyio.create_task_group())
-        stack.callback(background.cancel_scope.cancel)
-        keeper = TaskKeeper(
-            journal,
-            client,
-            poller,
-            background,
-            http=http,
-            output_dir=settings.output_dir,
-            auto_download=settings.auto_download and not settings.hosted,
-        )
-        tasks = TaskService(
-            journal,
-            keeper,
-            poller,
-            Upstream(http, settings.platform_base_url, settings.upload_token),
-            background,
-            daily_limit=settings.daily_task_limit,
-            concurrent_limit=settings.max_concurrent_tasks,
-            # A hosted server's users bring their own tokens: their tasks are followed on their requests.
-            follow_unwaited=not settings.hosted,
-        )
-        background.start_soon(poller.run)
-        # A server takes up what a stopped one left with its own token; a hosted one, whose users
-        # bring theirs, takes up each user's tasks on that user's next request instead.
-        if settings.api_token and not settings.hosted:
-            background.start_soon(tasks.resume)
-        owner_key = await journal.shared_secret(OWNER_KEY) if settings.hosted else b""
-        yield AppState(settings, client, tasks, roots, owner_key)
+        tasks = await stack.enter_async_context(running_service(settings, policy, http, client))
+        owner_key = await tasks.shared_secret(OWNER_KEY) if policy.hosted else b""
+        yield AppState(settings, policy, client, tasks, roots, owner_key)
 
 
 @asynccontextmanager

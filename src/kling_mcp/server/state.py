@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 from mcp.server.mcpserver import Context
 
 from kling_mcp.api.client import KlingClient
+from kling_mcp.policy import Policy
 from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import Caller, MissingToken, bearer_token, owner_of
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class AppState:
     settings: Settings
+    policy: Policy
     client: KlingClient
     tasks: TaskService
     roots: ClientRoots
@@ -32,7 +34,7 @@ class AppState:
 
     def caller_for(self, headers: Mapping[str, str] | None) -> Caller:
         """Who a request with these headers is from (headers are None on stdio)."""
-        if not self.settings.hosted:
+        if not self.policy.hosted:
             return Caller(self.client, owner="")
         token = bearer_token(headers) or self.settings.api_token
         if token is None:

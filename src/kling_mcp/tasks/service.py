@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,13 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from kling_mcp.api.client import QUERY_BUDGET, HttpPool, TaskStatus
+from kling_mcp.api.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
 from kling_mcp.api.errors import KlingError
-from kling_mcp.domain.local_files import LocalFile
+from kling_mcp.domain.local_files import MB, LocalFile
 from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
+from kling_mcp.policy import Policy
+from kling_mcp.settings import Settings
 from kling_mcp.tasks.callers import Caller
 from kling_mcp.tasks.journal import (
     CursorError,
@@ -37,6 +40,7 @@ from kling_mcp.tasks.journal import (
 )
 from kling_mcp.tasks.keeper import LEASE_SECONDS, OnSaveProgress, SaveError, TaskKeeper
 from kling_mcp.tasks.poller import OnTick, TaskPoller
+from kling_mcp.tasks.store import open_journal
 
 Say = Callable[[str], Awaitable[None]]
 NOTHING_SENT = "nothing was sent, nothing was charged"
@@ -44,7 +48,6 @@ DUPLICATE_WINDOW_SECONDS = 600.0
 """An identical request within this long of a task that still runs is answered with that task."""
 TWIN_CHECK_SECONDS = 0.2
 """How often a call waits on the journal for an identical request's task id."""
-MEGABYTE = 1_000_000
 DETACHED_SUBMIT_SECONDS = 60.0
 """How long the submission of an order started without a caller may take."""
 
@@ -160,6 +163,9 @@ class TaskService:
                 started = await self._send(caller, order, record, submit_by, _unheard)
             except TaskError:
                 return  # the journal has the failure, for the task's next reader
+            except Exception:  # a bug must not take the server's other tasks down with this one
+                logger.exception("Starting the task of journal entry %s failed", record.entry_id)
+                return
             finally:
                 del self._detached[record.entry_id]
             if self._follow_unwaited:
@@ -255,7 +261,9 @@ class TaskService:
         from kling_mcp.api.uploads import UploadError, upload  # brings httpx, which start-up does without
 
         async def progress(sent: int, total: int) -> None:
-            await say(f"uploading {file.name}, {sent / MEGABYTE:.1f} of {total / MEGABYTE:.1f} MB")
+            await say(
+                f"uploading {file.name}, {sent / MB:.1f} of {total / MB:.1f} MB"
+            )  # as the size limits count
 
         upstream = self._upstream
         try:
@@ -404,9 +412,49 @@ class TaskService:
     async def ping(self) -> None:
         await self._journal.ping()
 
+    async def shared_secret(self, name: str) -> bytes:
+        """The random secret called `name`, the same for every process on the journal."""
+        return await self._journal.shared_secret(name)
+
     def stop_waiting(self) -> None:
         """End every wait now (the server is stopping): each call answers with its task id."""
         self._poller.stop_waiting()
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, policy: Policy, http: HttpPool, client: KlingClient
+) -> AsyncIterator[TaskService]:
+    """The task service with its journal, poller and keeper running, for the server's life."""
+    async with AsyncExitStack() as stack:
+        poller = TaskPoller(client, min_interval=settings.poll_interval)
+        journal = await open_journal(settings.data_dir, settings.database_url)
+        stack.push_async_callback(journal.aclose)
+        background = await stack.enter_async_context(anyio.create_task_group())
+        stack.callback(background.cancel_scope.cancel)
+        keeper = TaskKeeper(
+            journal,
+            client,
+            poller,
+            background,
+            http=http,
+            output_dir=settings.output_dir,
+            auto_download=policy.saves_videos,
+        )
+        service = TaskService(
+            journal,
+            keeper,
+            poller,
+            Upstream(http, settings.platform_base_url, settings.upload_token),
+            background,
+            daily_limit=settings.daily_task_limit,
+            concurrent_limit=settings.max_concurrent_tasks,
+            follow_unwaited=policy.follows_unwaited,
+        )
+        background.start_soon(poller.run)
+        if settings.api_token and policy.follows_unwaited:  # take up what a stopped server left
+            background.start_soon(service.resume)
+        yield service
 
 
 def last_status(record: TaskRecord) -> TaskStatus | None:
