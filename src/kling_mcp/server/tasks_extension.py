@@ -103,7 +103,7 @@ def _detailed(record: TaskRecord, app: AppState) -> dict[str, Any]:
 
 
 def _task(record: TaskRecord, app: AppState) -> dict[str, Any]:
-    status, message = _status(record, saves_videos=app.settings.auto_download and not app.settings.hosted)
+    status, message = _status(record, saves_videos=app.policy.saves_videos)
     return {
         "taskId": record.entry_id,
         "status": status,

@@ -1,4 +1,4 @@
-"""Every tool of the server, and how each becomes an SDK tool with its lean schemas and defaults."""
+"""Every tool of the server, and how each is served: its definition (lean schemas, defaults) and its call."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.types import Tool
 
 from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import relay_to_client
 from kling_mcp.server.player import tool_meta
-from kling_mcp.server.sdk import make_tool
+from kling_mcp.server.sdk import ServerTool, ToolResult
 from kling_mcp.server.state import app_state
 from kling_mcp.server.tools import clips, commerce, media, tasks, video
 from kling_mcp.server.tools.common import GenerationRequest
@@ -30,7 +29,7 @@ TOOL_SPECS: tuple[ToolSpec, ...] = (
 WAIT_FIELDS = tuple(GenerationRequest.model_fields)
 
 
-def build_tools(settings: Settings) -> list[Tool]:
+def build_tools(settings: Settings) -> list[ServerTool]:
     return [build_tool(spec, server_defaults(spec, settings)) for spec in TOOL_SPECS]
 
 
@@ -49,30 +48,29 @@ def server_defaults(spec: ToolSpec, settings: Settings) -> dict[str, Any]:
     return defaults
 
 
-def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> Tool:
-    """The SDK tool for `spec`; `defaults` fill what a call leaves out (and show in the schema)."""
+def build_tool(spec: ToolSpec, defaults: dict[str, Any]) -> ServerTool:
+    """The served tool for `spec`; `defaults` fill what a call leaves out (and show in the schema)."""
 
-    async def call_tool(ctx: Context, **arguments: Any) -> CallToolResult | InputRequiredResult:
+    async def call_tool(ctx: Context, arguments: dict[str, Any]) -> ToolResult:
         given = {name: value for name, value in arguments.items() if value is not None}
         request = parse_arguments(spec.name, spec.input_model, {**defaults, **given})
         app = app_state(ctx)
         try:
             caller = app.caller(ctx)
             with relay_to_client(ctx.session):
-                if app.settings.hosted:
+                if app.policy.takes_over_on_request:
                     await app.tasks.take_over(caller)
                 return await spec.handler(request, app, ctx, caller)
         except KlingMcpError as error:  # an expected failure, in the user's words
             raise ToolError(str(error)) from None
 
-    return make_tool(
-        call_tool,
+    definition = Tool(
         name=spec.name,
         title=spec.title,
         description=spec.description,
         input_schema=input_schema(spec.input_model, defaults, last=WAIT_FIELDS),
-        output_model=spec.output_model,
         output_schema=output_schema(spec.output_model),
         annotations=spec.annotations,
-        meta=tool_meta() if spec.shows_video else None,
+        _meta=tool_meta() if spec.shows_video else None,
     )
+    return ServerTool(definition, call_tool, spec.output_model)

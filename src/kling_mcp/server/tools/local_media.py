@@ -109,12 +109,10 @@ async def checked_local_media(
     found = local_media(request)
     if not found:
         return {}
-    if app.settings.hosted:
-        fields = ", ".join(item.field for item in found)
-        raise ToolError(
-            f"{fields}: this is a hosted kling-mcp, which reads no files from its own disk; give an "
-            f"http(s) URL of the media instead ({NOTHING_SENT})."
-        )
+    fields = ", ".join(item.field for item in found)
+    app.policy.refuse_local_disk(
+        "reads no files from its own disk", f"give {fields} as an http(s) URL instead ({NOTHING_SENT})."
+    )
     try:
         roots = await app.roots.get(ctx)
     except RootsRequired as needed:

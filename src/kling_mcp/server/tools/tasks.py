@@ -236,8 +236,8 @@ def list_text(listing: TaskList) -> str:
 
 
 LIST_TASKS = """List the tasks this server started for the user, newest first, from its local journal \
-(kept across restarts): state as last seen, tool, prompt, model, video_url, file_path, error. Filter \
-by state, tool, age; page with limit and cursor.
+(kept across restarts): state as last seen, tool, prompt, model, video_url, file_path, error; a page \
+at a time.
 
 Use it to find an earlier video, see what runs, or recover a task whose call was cut off. Free, \
 read-only, no API call, so states may be stale: live ones via kling_get_task (one, waits) or \
@@ -248,17 +248,15 @@ kling_get_tasks_batch (many)."""
 
 
 class DownloadVideoInput(StrictModel):
-    task_id: Identifier = Field(description="The task_id of a succeeded task this server started.")
+    task_id: Identifier = Field(description="The task_id of a succeeded task.")
 
 
 async def download_video(
     request: DownloadVideoInput, app: AppState, ctx: Context, caller: Caller
 ) -> CallToolResult:
-    if app.settings.hosted:
-        raise ToolError(
-            "This is a hosted kling-mcp: it saves no videos to its own disk. Use the task's video_url "
-            "(kling_get_task gives a fresh one) to download it."
-        )
+    app.policy.refuse_local_disk(
+        "saves no videos to its own disk", "use the task's video_url (kling_get_task gives a fresh one)."
+    )
     started = anyio.current_time()
     report = ProgressReport(ctx, started, request.task_id)
     record, path = await app.tasks.save(caller, request.task_id, report.on_save)
@@ -401,7 +399,7 @@ async def task_json(app: AppState, caller: Caller, task_id: str) -> str:
 
 async def recent_tasks_json(app: AppState) -> str:
     """The newest tasks from the journal, as kling_list_tasks lists them (the one local user's)."""
-    if app.settings.hosted:
+    if app.policy.hosted:
         raise ResourceError("A hosted kling-mcp lists each user's tasks with kling_list_tasks, not here.")
     records, next_cursor = await app.tasks.list(owner="", limit=RECENT_TASKS)
     entries = [TaskEntry.from_record(record) for record in records]
