@@ -25,7 +25,8 @@ import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, TextContent
 
 from kling_mcp.emulator.validation import problem_with
 from kling_mcp.server.app import create_server
@@ -123,7 +124,9 @@ BASE_CALLS: dict[str, list[dict[str, Any]]] = {
         {"video_id": "video-1", "text": "hello there", "voice_id": "oversea_male1", "voice_speed": 1.5},
         {"video_url": VIDEO, "audio_url": AUDIO},
     ],
-    "kling_talking_photo": [{"image_url": IMAGE, "audio_url": AUDIO, "prompt": "smiles", "model": "tp-1"}],
+    "kling_talking_photo": [
+        {"image_url": IMAGE, "audio_url": AUDIO, "prompt": "smiles", "model": "kling-v2-6"},
+    ],
     "kling_goods_studio": [
         {
             "product_images": [IMAGE],
@@ -651,10 +654,11 @@ async def test_the_issues_cases_are_refused_before_sending(
 
 
 async def test_a_huge_tool_name_is_quoted_short(client: Client, router: respx.MockRouter) -> None:
-    result = await client.call_tool("k" * 10_000, {})
-    text = answer_text(result)
+    with pytest.raises(MCPError) as refused:
+        await client.call_tool("k" * 10_000, {})
+    text = refused.value.message
 
-    assert result.is_error
+    assert refused.value.code == INVALID_PARAMS
     assert "Unknown tool" in text
     assert "k" * 101 not in text
     assert len(text) < 300

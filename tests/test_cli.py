@@ -3,7 +3,8 @@
 `try` runs the real server in-process with a real MCP client session; demo runs use its built-in
 emulator, `--real` runs an emulator started here (real loopback HTTP) so what reached the "API"
 can be counted. `doctor` runs against emulators too, with a made-up home directory holding the
-client config files, and a PATH that has (or lacks) `uvx`.
+client config files, and a PATH that has (or lacks) `uvx`; the command its entries print is started
+for real (a stand-in `uvx` runs this checkout, as `uvx --from <checkout>` would).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import socket
 import stat
 import subprocess
@@ -18,11 +20,13 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
-from kling_mcp import doctor
+from kling_mcp import __version__, doctor
 from kling_mcp.doctor import client_configs, run_doctor
 from kling_mcp.emulator import Emulator, Fault, serve_emulator
+from kling_mcp.server.tools.catalog import TOOL_SPECS
 from kling_mcp.settings import TOKEN_HELP, Settings
 from kling_mcp.trial import TrialRequest, run_trial, trial_settings
 
@@ -31,6 +35,7 @@ pytestmark = pytest.mark.anyio
 TOKEN = "sk-cli-test-9b2e4d"
 WRONG_TOKEN = "sk-cli-WRONG-1c7f0a"
 REPO = Path(__file__).resolve().parents[1]
+TOOL_COUNT = len(TOOL_SPECS)
 
 
 class Terminal(io.StringIO):
@@ -87,6 +92,22 @@ async def test_try_demo_makes_a_video_with_progress_on_stderr(folders: Settings)
     assert progress, err
     assert all(line.count("#") + line.count("-") >= 30 for line in progress)
     assert "nothing was charged" in err
+
+
+async def test_try_demo_hints_at_commands_that_start_this_installation(
+    folders: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no uvx: the hints name this installation's console script
+    code, _, err = await trial(folders, TrialRequest("a cat surfing", demo_seconds=0.2))
+
+    assert code == 0, err
+    real = next(line for line in err.splitlines() if line.startswith("A real Kling video"))
+    command = shlex.split(real.split(": ", 1)[1])
+    assert command[-3:] == ["try", "--real", "a cat surfing"]
+    assert Path(command[0]).is_absolute()
+    done = await anyio.run_process([*command[:-3], "--version"], check=False)
+    assert done.stdout.decode().strip() == f"kling-mcp {__version__}", done.stderr
+    assert f"Your MCP client's entry: {shlex.join(command[:-3])} doctor" in err
 
 
 def saved_in(video: Path, folder: Path) -> bool:
@@ -185,16 +206,30 @@ def test_try_command_from_the_shell(tmp_path: Path) -> None:
 # --- doctor ---------------------------------------------------------------------------------
 
 
+def executable(path: Path, script: str) -> Path:
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
 @pytest.fixture
 def uvx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An executable `uvx`, alone on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    path = bin_dir / "uvx"
-    path.write_text("#!/bin/sh\n")
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", str(bin_dir))
+    """An executable `uvx`, alone on PATH, that runs this checkout's server (as `uvx --from` would)."""
+    path = executable(tmp_path / "bin" / "uvx", f'exec "{sys.executable}" -m kling_mcp')
+    monkeypatch.setenv("PATH", str(path.parent))
     return path
+
+
+@pytest.fixture
+def entries_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the tests of the other checks: starting the entries' command takes seconds, and its own
+    tests (below) start it for real."""
+
+    async def not_started(command: list[str]) -> doctor.Check:
+        return doctor.Check(doctor.ENTRY_CHECK, "info", "not started in this test")
+
+    monkeypatch.setattr(doctor, "entry_check", not_started)
 
 
 @pytest.fixture
@@ -237,6 +272,9 @@ async def test_doctor_demo_is_all_well_and_prints_entries_with_absolute_paths(
     assert vscode["command"] == str(uvx)
     assert vscode["env"]["ACEDATACLOUD_API_TOKEN"] == "${input:acedatacloud-token}"
     assert f"-- {uvx} --from {REPO} kling-mcp" in section(report, "Claude Code")
+    assert line(report, "Entries below") == (
+        f"[ ok ] Entries below: {uvx} --from {REPO} kling-mcp starts and lists {TOOL_COUNT} tools"
+    )
 
 
 def section(report: str, client: str) -> str:
@@ -246,7 +284,7 @@ def section(report: str, client: str) -> str:
 
 
 async def test_doctor_accepted_token_over_http_never_shows_the_token(
-    folders: Settings, home: Path, uvx: Path, api: Emulator
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None, api: Emulator
 ) -> None:
     settings = with_api(folders, api)
     code, report = await diagnose(Settings(**{**vars(settings), "platform_token": "platform-77aa"}), home)
@@ -261,7 +299,7 @@ async def test_doctor_accepted_token_over_http_never_shows_the_token(
 
 
 async def test_doctor_rejected_token_fails_with_the_fix(
-    folders: Settings, home: Path, uvx: Path, api: Emulator
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None, api: Emulator
 ) -> None:
     code, report = await diagnose(with_api(folders, api, token=WRONG_TOKEN), home)
 
@@ -274,7 +312,7 @@ async def test_doctor_rejected_token_fails_with_the_fix(
 
 
 async def test_doctor_without_a_token_says_how_to_set_it(
-    folders: Settings, home: Path, uvx: Path, api: Emulator
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None, api: Emulator
 ) -> None:
     code, report = await diagnose(with_api(folders, api, token=None), home)
 
@@ -284,7 +322,9 @@ async def test_doctor_without_a_token_says_how_to_set_it(
     assert TOKEN_HELP in report
 
 
-async def test_doctor_unreachable_api(folders: Settings, home: Path, uvx: Path) -> None:
+async def test_doctor_unreachable_api(
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -298,7 +338,12 @@ async def test_doctor_unreachable_api(folders: Settings, home: Path, uvx: Path) 
 
 
 async def test_doctor_gives_up_on_a_slow_api_at_its_short_timeout(
-    folders: Settings, home: Path, uvx: Path, api: Emulator, monkeypatch: pytest.MonkeyPatch
+    folders: Settings,
+    home: Path,
+    uvx: Path,
+    entries_not_started: None,
+    api: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(doctor, "READ_TIMEOUT", 0.2)
     api.inject("/kling/tasks", Fault.delay(3))
@@ -309,7 +354,7 @@ async def test_doctor_gives_up_on_a_slow_api_at_its_short_timeout(
 
 
 async def test_doctor_names_an_output_folder_it_cannot_use(
-    folders: Settings, home: Path, uvx: Path, tmp_path: Path
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -324,7 +369,7 @@ async def test_doctor_names_an_output_folder_it_cannot_use(
 
 
 async def test_doctor_warns_when_the_video_disk_is_nearly_full(
-    folders: Settings, home: Path, uvx: Path, monkeypatch: pytest.MonkeyPatch
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(doctor, "LOW_DISK_BYTES", 1 << 62)
     code, report = await diagnose(folders, home, demo=True)
@@ -335,7 +380,7 @@ async def test_doctor_warns_when_the_video_disk_is_nearly_full(
 
 
 async def test_doctor_warns_about_an_upload_token_that_is_not_a_platform_token(
-    folders: Settings, home: Path, uvx: Path
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None
 ) -> None:
     settings = Settings(**{**vars(folders), "platform_token": "sk-not-a-platform-token"})
     code, report = await diagnose(settings, home, demo=True)
@@ -345,20 +390,48 @@ async def test_doctor_warns_about_an_upload_token_that_is_not_a_platform_token(
     assert "sk-not-a-platform-token" not in report
 
 
-async def test_doctor_without_uvx_fails_and_says_how_to_install_it(
+async def test_doctor_without_uvx_passes_with_entries_that_start_this_installation(
     folders: Settings, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     code, report = await diagnose(folders, home, demo=True)
 
+    assert code == 0, report
+    assert line(report, "uvx").startswith("[info] uvx: not on PATH")
+    command = json.loads(section(report, "Cursor"))["mcpServers"]["kling"]
+    script = Path(sys.executable).parent / "kling-mcp"
+    assert command == {"command": str(script), "args": [], "env": {"ACEDATACLOUD_API_TOKEN": "your-token"}}
+    assert section(report, "Claude Code").endswith(f"-- {script}")
+    assert (
+        line(report, "Entries below") == f"[ ok ] Entries below: {script} starts and lists {TOOL_COUNT} tools"
+    )
+
+
+async def test_doctor_fails_when_the_entries_command_does_not_start(
+    folders: Settings, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = executable(tmp_path / "bin" / "uvx", 'echo "uv: no interpreter found" >&2; exit 2')
+    monkeypatch.setenv("PATH", str(broken.parent))
+    code, report = await diagnose(folders, home, demo=True)
+
     assert code == 1
-    assert line(report, "uvx").startswith("[FAIL] uvx: not on PATH")
-    assert "pip install uv" in report
-    assert json.loads(section(report, "Cursor"))["mcpServers"]["kling"]["command"] == "uvx"
+    failed = line(report, "Entries below")
+    assert failed.startswith(f"[FAIL] Entries below: {broken} --from {REPO} kling-mcp did not start")
+    assert "uv: no interpreter found" in failed
+
+
+def test_no_entry_names_a_package_to_download(tmp_path: Path) -> None:
+    """Every command starts something on this machine: a file by its absolute path, never `uvx kling-mcp`."""
+    script = Path(sys.executable).parent / "kling-mcp"
+    for uvx in (None, "/opt/uv/bin/uvx"):
+        for checkout in (None, REPO):
+            command = doctor.launch_command(uvx, checkout)
+            assert Path(command[0]).is_absolute(), command
+            assert command == ([uvx, "--from", str(REPO), "kling-mcp"] if uvx and checkout else [str(script)])
 
 
 async def test_doctor_reads_the_client_configs_on_this_machine(
-    folders: Settings, home: Path, uvx: Path
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None
 ) -> None:
     desktop = home / ".config" / "Claude" / "claude_desktop_config.json"
     desktop.parent.mkdir(parents=True)
@@ -387,7 +460,9 @@ async def test_doctor_reads_the_client_configs_on_this_machine(
     assert line(report, "Claude Code config").endswith("has a kling entry: kling (/src/app)")
 
 
-async def test_doctor_lists_missing_configs_without_failing(folders: Settings, home: Path, uvx: Path) -> None:
+async def test_doctor_lists_missing_configs_without_failing(
+    folders: Settings, home: Path, uvx: Path, entries_not_started: None
+) -> None:
     code, report = await diagnose(folders, home, demo=True)
 
     assert code == 0, report

@@ -324,11 +324,6 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     # Video commerce
     (
         "/kling/video-commerce",
-        with_contents(COMMERCE, COMMERCE["contents"][1]),
-        "contents needs an item of type avatar_image or avatar_id",
-    ),
-    (
-        "/kling/video-commerce",
         with_contents(COMMERCE, COMMERCE["contents"][0]),
         "contents needs an item of type speech_script",
     ),
@@ -403,6 +398,7 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("/kling/videos", {**TEXT2VIDEO, "action": "extend", "video_id": "0b9c3f64-1d2e.v2_final"}),
+    ("/kling/video-commerce", with_contents(COMMERCE, *COMMERCE["contents"][1:])),  # a voice-over
     ("/kling/videos", {**TEXT2VIDEO, "element_list": [{"element_id": "123456"}], "image_list": []}),
     ("/kling/motion", {**MOTION, "prompt": None}),
     ("/kling/lip-sync", {**LIP_SYNC, "voice_id": "oversea_male1.en"}),

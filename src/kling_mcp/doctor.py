@@ -1,8 +1,11 @@
 """`kling-mcp doctor`: is this machine ready, and what exactly goes into each client's config?
 
 One line per check (ok, warn or FAIL, with the fix), then the MCP client config files found on
-this machine and the entry to paste into each, with absolute paths filled in: GUI apps on macOS do
-not see a shell's PATH, so a bare `uvx` there fails with `spawn uvx ENOENT`.
+this machine and the entry to paste into each. The entries start this installation as it is: `uvx
+--from <checkout>` when it runs from a source checkout (and uv is installed), otherwise the absolute
+path of its own console script; never a package name that may not be published. Paths are absolute:
+GUI apps on macOS do not see a shell's PATH, so a bare `uvx` there fails with `spawn uvx ENOENT`.
+The entries' command is started once, as a client would, and must list its tools.
 
 The API token is checked with one free request (a lookup of a made-up task: "not found" means the
 token was accepted). Every network call has short timeouts, and the token never appears in the output.
@@ -11,19 +14,23 @@ token was accepted). Every network call has short timeouts, and the token never 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TextIO
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import anyio
 
 from kling_mcp import __version__
 from kling_mcp.api.errors import ADVICE, ErrorKind, kind_for
@@ -37,6 +44,11 @@ LOW_DISK_BYTES = 1024**3
 DEMO_TOKEN = "doctor-demo-token"
 TOKEN_PLACEHOLDER = "your-token"
 UV_INSTALL = "pip install uv (or see https://docs.astral.sh/uv/getting-started/installation/)"
+ENTRY_START_SECONDS = 120.0
+"""How long the entries' command may take to start and list its tools (a first `uvx --from` builds)."""
+STDERR_SHOWN = 300
+SETTING_PREFIXES = ("ACEDATACLOUD_", "KLING_")
+ENTRY_CHECK = "Entries below"
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def _error_of(response: Any) -> tuple[str | None, str]:
 
 
 def _redact(text: str, settings: Settings) -> str:
-    for secret in (settings.api_token, settings.platform_token):
+    for secret in (settings.api_token, settings.platform_token, settings.database_url):
         if secret:
             text = text.replace(secret, "***")
     return text
@@ -165,30 +177,27 @@ def writable_problem(directory: Path) -> str | None:
 
 
 async def journal_check(settings: Settings) -> Check:
-    name = "Task journal (KLING_DATA_DIR)"
-    fix = "set KLING_DATA_DIR to a directory you can write to"
-    problem = writable_problem(settings.data_dir)
-    if problem:
-        return Check(name, "fail", problem, fix)
-    journal_class = _journal_class()
-    if journal_class is None:
-        return Check(name, "ok", f"{settings.data_dir} is writable")
+    """The journal the server would open, opened: the SQLite file in KLING_DATA_DIR, or PostgreSQL."""
+    from kling_mcp.tasks.store import open_journal
+
+    if settings.database_url:
+        name, fix = "Task journal (KLING_DATABASE_URL)", "check KLING_DATABASE_URL and that the database runs"
+    else:
+        name, fix = "Task journal (KLING_DATA_DIR)", "set KLING_DATA_DIR to a directory you can write to"
+        problem = writable_problem(settings.data_dir)
+        if problem:
+            return Check(name, "fail", problem, fix)
     try:
-        journal = await journal_class.open(settings.data_dir)
-    except Exception as error:
-        return Check(name, "fail", f"cannot open the journal in {settings.data_dir}: {error}", fix)
-    path = getattr(journal, "path", None)
+        journal = await open_journal(settings.data_dir, settings.database_url)
+    except Exception as error:  # whatever stops the server's journal stops the server: report it
+        return Check(name, "fail", f"cannot be opened: {_redact(str(error), settings)}", fix)
+    path = journal.path
     await journal.aclose()
+    if settings.database_url:
+        return Check(name, "ok", "the PostgreSQL journal opens")
     if path is None or str(path) == ":memory:":
         return Check(name, "fail", f"could not be created in {settings.data_dir}: tasks kept in memory", fix)
     return Check(name, "ok", f"{path} opens")
-
-
-def _journal_class() -> Any:
-    """The journal, once the server has one (kling_mcp.tasks.journal.Journal); None before."""
-    if importlib.util.find_spec("kling_mcp.tasks.journal") is None:
-        return None
-    return getattr(importlib.import_module("kling_mcp.tasks.journal"), "Journal", None)
 
 
 def output_check(settings: Settings) -> Check:
@@ -275,26 +284,102 @@ def _runs_kling(name: str, entry: object) -> bool:
 # --- The entries to paste -------------------------------------------------------------------
 
 
-def find_checkout(cwd: Path) -> Path | None:
-    """The kling-mcp source tree this runs from (an editable install), or the one `cwd` is in."""
-    for candidate in (Path(__file__).resolve().parents[2], cwd.resolve()):
-        pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file() and re.search(
-            r'^name\s*=\s*"kling-mcp"', pyproject.read_text(encoding="utf-8"), re.MULTILINE
-        ):
+def this_checkout() -> Path | None:
+    """The kling-mcp source checkout this installation runs from: the one its code is in (an editable
+    install, or src/ itself), or the one uv built it from for this run (`uvx --from <checkout>`)."""
+    source, editable = _installed_from()
+    built_for_this_run = source if source is not None and (editable or "UV" in os.environ) else None
+    for candidate in (Path(__file__).resolve().parents[2], built_for_this_run):
+        if candidate is not None and _is_kling_checkout(candidate):
             return candidate
     return None
 
 
+def _installed_from() -> tuple[Path | None, bool]:
+    """The local directory this installation was built from (PEP 610), and whether it is editable."""
+    try:
+        direct_url = json.loads(metadata.distribution("kling-mcp").read_text("direct_url.json") or "{}")
+    except (metadata.PackageNotFoundError, ValueError):
+        return None, False
+    url = direct_url.get("url", "") if isinstance(direct_url, dict) else ""
+    if not url.startswith("file://"):
+        return None, False
+    return Path(url2pathname(urlsplit(url).path)), bool(direct_url.get("dir_info", {}).get("editable"))
+
+
+def _is_kling_checkout(directory: Path) -> bool:
+    pyproject = directory / "pyproject.toml"
+    return pyproject.is_file() and bool(
+        re.search(r'^name\s*=\s*"kling-mcp"', pyproject.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+
+
+def find_uvx() -> str | None:
+    """`uvx` on PATH, or beside the `uv` that launched this run."""
+    found = shutil.which("uvx")
+    if found is None and os.environ.get("UV"):
+        found = shutil.which("uvx", path=str(Path(os.environ["UV"]).parent))
+    return found
+
+
 def launch_command(uvx: str | None, checkout: Path | None) -> list[str]:
-    source = ["--from", str(checkout)] if checkout else []
-    return [uvx or "uvx", *source, "kling-mcp"]
+    """The command that starts this installation, with absolute paths."""
+    if checkout is not None and uvx is not None:
+        return [uvx, "--from", str(checkout), "kling-mcp"]
+    script = Path(sysconfig.get_path("scripts")) / (
+        "kling-mcp.exe" if sys.platform == "win32" else "kling-mcp"
+    )
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "kling_mcp"]
 
 
-def uvx_check(uvx: str | None) -> Check:
-    if uvx is None:
-        return Check("uvx", "fail", "not on PATH: the entries below cannot start the server", UV_INSTALL)
-    return Check("uvx", "ok", f"{uvx} (the entries use this absolute path: GUI apps do not see your PATH)")
+def this_command() -> list[str]:
+    """The command that starts this installation, as the entries and hints give it."""
+    return launch_command(find_uvx(), this_checkout())
+
+
+def uvx_check(uvx: str | None, checkout: Path | None, command: Sequence[str]) -> Check:
+    """uvx is needed only by entries that use it: a missing one is a note, not a problem."""
+    if uvx is not None and command[0] == uvx:
+        return Check(
+            "uvx", "ok", f"{uvx} (the entries use this absolute path: GUI apps do not see your PATH)"
+        )
+    if checkout is not None:
+        return Check("uvx", "info", f"not on PATH: the entries start {command[0]} ({UV_INSTALL} for uvx)")
+    return Check("uvx", "info", f"not needed: the entries start {command[0]}")
+
+
+async def entry_check(command: Sequence[str]) -> Check:
+    """Start the entries' command once, as an MCP client would, and list its tools.
+
+    It runs in demo mode with its journal and videos in a scratch directory: starting it sends
+    nothing to the API and touches none of the user's tasks or files.
+    """
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    shown = shlex.join(command)
+    with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryFile("w+") as errors:
+        env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
+        env |= {"KLING_DEMO": "1", "KLING_DATA_DIR": scratch, "KLING_OUTPUT_DIR": scratch}
+        server = StdioServerParameters(command=command[0], args=list(command[1:]), env=env, cwd=scratch)
+        try:
+            with anyio.fail_after(ENTRY_START_SECONDS):
+                async with Client(stdio_client(server, errlog=errors)) as client:
+                    tools = (await client.list_tools()).tools
+        except Exception as error:  # whatever stops it (no such file, a crash, a timeout) is the finding
+            errors.seek(0)
+            said = errors.read().strip()[-STDERR_SHOWN:]
+            detail = f"{shown} did not start: {innermost(error)!r}{f'; it said: {said}' if said else ''}"
+            return Check(ENTRY_CHECK, "fail", detail, f"run it by hand to see why: {shown} --version")
+    return Check(ENTRY_CHECK, "ok", f"{shown} starts and lists {len(tools)} tools")
+
+
+def innermost(error: BaseException) -> BaseException:
+    """The error itself, not a task group's wrapper around it."""
+    inner: tuple[BaseException, ...] = getattr(error, "exceptions", ())
+    return innermost(inner[0]) if len(inner) == 1 else error
 
 
 def client_entries(command: Sequence[str]) -> dict[str, str]:
@@ -360,12 +445,13 @@ async def run_doctor(
         checks = await machine_checks(settings)
     configs = client_configs(platform, home or Path.home(), os.environ if env is None else env)
     checks += [client_config_check(config) for config in configs]
-    uvx = shutil.which("uvx")
-    checks.append(uvx_check(uvx))
+    uvx, checkout = find_uvx(), this_checkout()
+    command = launch_command(uvx, checkout)
+    checks += [uvx_check(uvx, checkout, command), await entry_check(command)]
     out.write(f"kling-mcp {__version__} doctor{' (demo: against the built-in emulator)' if demo else ''}\n\n")
     out.write("\n".join(check.render() for check in checks) + "\n")
     paths = {config.client: config.path for config in configs}
-    for client, entry in client_entries(launch_command(uvx, find_checkout(Path.cwd()))).items():
+    for client, entry in client_entries(command).items():
         where = f" ({paths[client]})" if client in paths and client != "Claude Code" else ""
         out.write(f"\n{client}{where}:\n{entry}\n")
     problems = [check for check in checks if check.status in ("warn", "fail")]

@@ -8,6 +8,7 @@ a bar on stderr, and the finished video (file path and link) goes to stdout.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, Implementation, TextContent
 
 from kling_mcp import __version__
+from kling_mcp.doctor import innermost, this_command
 from kling_mcp.settings import TOKEN_HELP, Settings
 
 WAIT_STEP = 300.0
@@ -26,7 +28,7 @@ MAX_WAIT = 1800.0
 """Seconds `try` waits for a real video in all before it hands over the task id."""
 DEFAULT_DURATION = 5
 BAR_WIDTH = 30
-DEMO_NOTE = "Demo mode: a test clip from the built-in emulator; nothing was charged. Add --real for Kling."
+DEMO_NOTE = "Demo mode: a test clip from the built-in emulator; nothing was charged."
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ async def run_trial(
         result = await _make_video(create_server(settings), request, bar)
     except Exception as error:
         bar.finish()
-        stderr.write(f"kling-mcp try failed: {_innermost(error)}\n")
+        stderr.write(f"kling-mcp try failed: {innermost(error)}\n")
         return 1
     bar.finish()
     video = _video(result)
@@ -146,8 +148,17 @@ async def run_trial(
         return 1
     stdout.write(_where_it_is(video, settings))
     if video.get("demo"):
-        stderr.write(f"{DEMO_NOTE}\n")
+        stderr.write(f"{DEMO_NOTE}\n{next_steps(request)}\n")
     return 0
+
+
+def next_steps(request: TrialRequest) -> str:
+    """What to run next, with the command that starts this very installation."""
+    command = shlex.join(this_command())
+    return (
+        f"A real Kling video (costs credits): {command} try --real {shlex.quote(request.prompt)}\n"
+        f"Your MCP client's entry: {command} doctor"
+    )
 
 
 async def _make_video(server: MCPServer[Any], request: TrialRequest, bar: ProgressBar) -> CallToolResult:
@@ -171,12 +182,6 @@ async def _wait_until_done(client: Client, result: CallToolResult, bar: Progress
         arguments = {"task_id": video["task_id"], "timeout": WAIT_STEP}
         result = await client.call_tool("kling_get_task", arguments, progress_callback=bar)
     return result
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The error itself, not the task group's wrapper around it."""
-    inner: tuple[BaseException, ...] = getattr(error, "exceptions", ())
-    return _innermost(inner[0]) if len(inner) == 1 else error
 
 
 def _video(result: CallToolResult) -> Mapping[str, Any] | None:

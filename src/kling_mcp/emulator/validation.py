@@ -203,7 +203,7 @@ def _check_goods_studio(body: Json) -> str | None:
 
 
 def _check_video_commerce(body: Json) -> str | None:
-    needed = (("avatar_image", "avatar_id"), ("speech_script",))
+    needed = (("speech_script",),)  # with no presenter (avatar_image, avatar_id) it is a voice-over
     return (
         _contents_problem(body.get("contents"), COMMERCE_CONTENTS, needed=needed)
         or _settings_problem(body.get("settings"), COMMERCE_SETTINGS, required=())

@@ -17,12 +17,17 @@ from kling_mcp.server.tools.spec import result_content
 MAX_WAIT_SECONDS = 3600
 Seconds = Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS)]
 
-PAID = """Spends credits: one Kling task (priced by model, mode, duration, 4k, audio; free in demo \
-mode), never resent. Waits up to timeout with progress; if time runs out it answers state 'running' \
-and the task_id: resume with kling_get_task, never by generating again. An identical request still \
-running is answered with its task unless allow_duplicate."""
-LOCAL_MEDIA = "Media: an http(s) URL or a local file path (client roots, KLING_INPUT_DIRS)."
-PAID_WITH_MEDIA = f"{PAID} {LOCAL_MEDIA}"
+LOCAL_MEDIA = "Media: a URL, or a local path (folders the user allows) uploaded to AceDataCloud first."
+
+
+def paid(priced_by: str, media: bool = True) -> str:
+    """What every paid tool says about money, limits, waiting and its result, in its description;
+    `priced_by`: what drives this tool's price; `media`: it takes media (URLs or local files)."""
+    text = f"""Costs credits (priced by {priced_by}), sent once; refused unsent past the user's daily \
+or concurrent task limit. Waits up to timeout with progress; 'running': resume with kling_get_task, \
+never by calling again; 'failed': error says why. Saved to disk by default (file_path); video_url \
+expires."""
+    return f"{text} {LOCAL_MEDIA}" if media else text
 
 
 class KlingModel(BaseModel):
@@ -42,11 +47,10 @@ class GenerationRequest(StrictModel):
     LOCAL_FIELDS: ClassVar[tuple[str, ...]] = ("timeout", "callback_url", "allow_duplicate")
 
     timeout: Seconds | None = Field(
-        None,
-        description="Seconds to wait for the video; 0: none. Claude Desktop: <= 55.",
+        None, description="Seconds to wait; 0: answer at once. At most 55 in Claude Desktop."
     )
-    callback_url: WebUrl | None = Field(None, description="Webhook for the result.")
-    allow_duplicate: bool = Field(False, description="Pay again though an identical task runs.")
+    callback_url: WebUrl | None = Field(None, description="A URL the API POSTs the result to.")
+    allow_duplicate: bool = Field(False, description="true: pay again though an identical task runs.")
 
     def payload(self) -> dict[str, Any]:
         """The tool-specific part of the request body."""

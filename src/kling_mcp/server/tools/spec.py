@@ -45,12 +45,13 @@ class ToolSpec:
 
     @property
     def annotations(self) -> ToolAnnotations:
-        # The title is the tool's own (not repeated here); open world is the protocol's default.
+        """All four hints, stated: a client need not know the protocol's defaults. The title is the
+        tool's own, not repeated here. No tool deletes or overwrites anything of the user's."""
         return ToolAnnotations(
             read_only_hint=not (self.paid or self.saves_files),
             destructive_hint=False,
             idempotent_hint=not self.paid,
-            open_world_hint=False if self.local_only else None,
+            open_world_hint=not self.local_only,
         )
 
 
@@ -99,8 +100,14 @@ def result_content(result: BaseModel) -> dict[str, Any]:
 
 
 def lean_schema(schema: dict[str, Any], drop: tuple[str, ...] = ("title", "$defs")) -> dict[str, Any]:
-    """`schema` with `$ref`s inlined, `title`s dropped and `anyOf [X, null]` made plain `X`."""
-    definitions = schema.get("$defs", {})
+    """`schema` with `$ref`s inlined, `title`s dropped and `anyOf [X, null]` made plain `X`.
+
+    An inlined model keeps its field's description but not its docstring, written for this code's readers.
+    """
+    definitions = {
+        name: {key: value for key, value in definition.items() if key != "description"}
+        for name, definition in schema.get("$defs", {}).items()
+    }
 
     def lean(node: Any, naming: bool = False) -> Any:
         """`naming`: `node` maps property names to schemas (a property may be called "title")."""

@@ -2,14 +2,19 @@
 
 Each input model is its tool's published schema, checks every rule of the wire contract before
 anything is sent (the rules between parameters through `capabilities`), and knows its request
-body: `endpoint` and `payload()` are where a parameter goes on the wire.
+body: `endpoint` and `payload()` are where a parameter goes on the wire. An extension also takes
+what it keeps of the original video from the journal (`original_settings`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+import dataclasses
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, InputRequiredResult, TextContent
+from pydantic import Field, WithJsonSchema, model_validator
 
 from kling_mcp.domain.capabilities import (
     MAX_REFERENCES,
@@ -46,8 +51,14 @@ from kling_mcp.domain.fields import (
     Text,
     VideoSource,
 )
-from kling_mcp.server.tools.common import PAID, PAID_WITH_MEDIA, GenerationRequest, StrictModel, check
-from kling_mcp.server.tools.generation import paid_tool
+from kling_mcp.server.state import AppState
+from kling_mcp.server.tools.common import GenerationRequest, StrictModel, check, paid
+from kling_mcp.server.tools.generation import generate, paid_tool
+from kling_mcp.server.tools.spec import parse_arguments
+from kling_mcp.tasks.callers import Caller
+
+if TYPE_CHECKING:
+    from kling_mcp.tasks.service import TaskService
 
 VideoModel = Literal[VIDEO_MODELS]  # type: ignore[valid-type]
 StoryboardModel = Literal[STORYBOARD_MODELS]  # type: ignore[valid-type]
@@ -63,58 +74,87 @@ def given(request: StrictModel, names: tuple[str, ...]) -> list[str]:
 
 # --- Parts of requests ----------------------------------------------------------------------
 
+DEFAULT_DURATION = 5
+Ratio = Annotated[AspectRatio, Field(description="16:9 landscape, 9:16 portrait, 1:1 square.")]
+VideoMode = Annotated[
+    Mode,
+    Field(description="'std' fast, cheapest; 'pro' better, slower, costs more; '4k' native 4K, costs most."),
+]
+Audio = Annotated[
+    bool | None, Field(description="true: Kling makes the sound too (costs more); else silent.")
+]
+Duration = Annotated[int, Field(ge=3, le=15, description="Length in seconds; longer costs more.")]
+CAMERA_CONFIG = {
+    "type": "object",
+    "description": 'For "simple": one axis from -1 to 1, e.g. {"zoom": 0.5}. Axes: horizontal, vertical, '
+    "pan, tilt, roll, zoom.",
+}
+
 
 class CameraControl(StrictModel):
     type: Literal["simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward"]
-    config: dict[CameraAxis, Annotated[float, Field(ge=-1, le=1)]] | None = Field(
-        None, description='For "simple": one axis, e.g. {"zoom": 0.5}.'
-    )
+    # Checked in full, published as words: the axes' schema would cost more than it says.
+    config: Annotated[
+        dict[CameraAxis, Annotated[float, Field(ge=-1, le=1)]] | None, WithJsonSchema(CAMERA_CONFIG)
+    ] = None
 
 
 class Element(StrictModel):
-    element_id: Identifier = Field(description="From your Kling subject library.")
+    element_id: Identifier
 
 
 class Voice(StrictModel):
-    voice_id: Identifier = Field(description="From your Kling voice library.")
+    voice_id: Identifier
 
 
 class ImageReference(StrictModel):
     image_url: ImageSource
-    type: FrameType | None = Field(None, description="Use as the first or end frame.")
+    type: FrameType | None = Field(None, description="Use it as this frame.")
 
 
 class VideoReference(StrictModel):
-    video_url: VideoSource = Field(description="MP4/MOV, 3-10 s, 720-2160 px, 24-60 fps, at most 200 MB.")
+    video_url: VideoSource = Field(description="MP4/MOV, 3-10 s, 720-2160 px, 24-60 fps, up to 200 MB.")
     refer_type: Literal["feature", "base"] = Field(
-        "base", description="'base' edits it; 'feature' copies its style."
+        "base", description="'base': edit it; 'feature': borrow its style."
     )
-    keep_original_sound: Literal["yes", "no"] | None = None
+    keep_original_sound: Literal["yes", "no"] | None = Field(None, description="'yes': keep its sound.")
 
 
 class _Prompted(StrictModel):
-    prompt: Prompt = Field(description="What happens: subject, motion, camera, mood.")
+    prompt: Prompt = Field(description="What happens: subject, action, camera, style, mood.")
 
 
-NegativePrompt = Annotated[OptionalPrompt, Field(None, description="What to avoid.")]
-CfgScale = Annotated[float | None, Field(None, ge=0, le=1, description="Prompt adherence, 0 to 1.")]
-StartImage = Annotated[ImageSource | None, Field(None, description="The first frame.")]
-EndImage = Annotated[ImageSource | None, Field(None, description="The last frame (needs a first frame).")]
+NegativePrompt = Annotated[
+    OptionalPrompt, Field(None, description="What must not appear, e.g. 'blur, text'.")
+]
+CfgScale = Annotated[
+    float | None, Field(None, ge=0, le=1, description="Prompt adherence: 0 loose to 1 strict.")
+]
+StartImage = Annotated[ImageSource | None, Field(None, description="Optional first frame to animate.")]
+EndImage = Annotated[ImageSource | None, Field(None, description="The last frame; needs a first frame.")]
 
 
 class VideoOptions(StrictModel):
     uses_server_defaults: ClassVar[bool] = True
 
-    model: VideoModel = Field("kling-v2-master", description="See kling_list_models.")
-    mode: Mode = Field("std", description="'pro' is higher quality.")
-    aspect_ratio: AspectRatio = "16:9"
-    duration: int = Field(5, ge=3, le=15, description="Seconds.")
-    generate_audio: bool | None = Field(None, description="Native sound.")
+    model: VideoModel = Field(
+        "kling-v2-master", description="See the rules; kling_list_models compares the models."
+    )
+    mode: VideoMode = "std"
+    aspect_ratio: Ratio = "16:9"
+    duration: Duration = DEFAULT_DURATION
+    generate_audio: Audio = None
     negative_prompt: NegativePrompt = None
     cfg_scale: CfgScale = None
-    camera_control: JsonText[CameraControl] | None = None
-    element_list: JsonText[list[Element]] | None = Field(None, description="Saved subjects.")
-    image_list: JsonText[list[ImageReference]] | None = Field(None, description="Omni reference images.")
+    camera_control: JsonText[CameraControl] | None = Field(
+        None, description="A camera move: a preset type, or 'simple'."
+    )
+    element_list: JsonText[list[Element]] | None = Field(
+        None, description="Subjects saved in your Kling library."
+    )
+    image_list: JsonText[list[ImageReference]] | None = Field(
+        None, description="Omni reference images (subject, style), or a frame by type."
+    )
     video_list: JsonText[list[VideoReference]] | None = Field(
         None, max_length=1, description="One Omni reference video."
     )
@@ -141,11 +181,11 @@ class VideoOptions(StrictModel):
         )
 
 
-VIDEO_RULES = f"""Rules: duration {duration_rule()}. mode 4k only \
-{four_k_rule()}, not with references. generate_audio only {audio_rule()}, not with video_list. \
-image_list/video_list only {omni_rule()}, and then no negative_prompt, cfg_scale or camera_control \
-({no_guidance_models()} never takes them). Reference images plus element_list subjects at most \
-{MAX_REFERENCES}, or {MAX_REFERENCES_WITH_VIDEO} with a reference video."""
+VIDEO_RULES = f"""Rules: duration {duration_rule()}. 4k only on {four_k_rule()}, without references. \
+generate_audio only on {audio_rule()}; not with video_list. image_list/video_list only on {omni_rule()}, \
+then without negative_prompt, cfg_scale, camera_control ({no_guidance_models()}: never). Reference images \
++ subjects: at most {MAX_REFERENCES} ({MAX_REFERENCES_WITH_VIDEO} with a video)."""
+VIDEO_PRICE = "model, mode, duration and audio"
 
 
 # --- Text and image to video ----------------------------------------------------------------
@@ -166,7 +206,7 @@ class TextToVideoInput(GenerationRequest, VideoOptions, _Prompted):
 class ImageToVideoInput(GenerationRequest, VideoOptions, _Prompted):
     endpoint = "/kling/videos"
 
-    start_image_url: ImageSource | None = Field(None, description="The image to animate: the first frame.")
+    start_image_url: ImageSource | None = Field(None, description="The first frame, to animate (see above).")
     end_image_url: EndImage = None
 
     @model_validator(mode="after")
@@ -185,38 +225,53 @@ class ImageToVideoInput(GenerationRequest, VideoOptions, _Prompted):
 
 
 GENERATE_VIDEO = f"""Generate a Kling video from a text prompt (text-to-video), optionally guided by \
-Omni references (image_list, video_list) or saved subjects (element_list).
+Omni references (image_list, video_list) and saved subjects (element_list).
 
-Use it when no image must be the first frame (else kling_generate_video_from_image). To continue a \
-video: kling_extend_video; fast drafts: kling_generate_turbo_video; several shots: \
-kling_generate_storyboard.
+Use it when no image must be the first frame (else kling_generate_video_from_image). Continue a video: \
+kling_extend_video; a quick draft with sound: kling_generate_turbo_video; several shots: \
+kling_generate_storyboard; saved voices, or subjects without references: kling_generate_with_assets.
 
-{PAID_WITH_MEDIA}
+{paid(VIDEO_PRICE)}
 
 {VIDEO_RULES}"""
 
-GENERATE_VIDEO_FROM_IMAGE = f"""Animate a start image into a video, or make a transition from a \
-start image to an end image; the prompt describes the motion (image-to-video).
+GENERATE_VIDEO_FROM_IMAGE = f"""Animate a start image into a video, or a transition from a start \
+image to an end image; the prompt describes the motion (image-to-video).
 
-Use it when an image must be the first frame (optionally another the last); without one use \
-kling_generate_video. start_image_url is required (with Omni models an image_list item typed \
-first_frame may stand in). Match aspect_ratio to the image; describe what moves, not what it shows.
+Use it when an image must be the first frame; without one use kling_generate_video. Give \
+start_image_url; only with an Omni model may an image_list item typed first_frame stand in. Match \
+aspect_ratio to the image; describe what moves, not what is seen.
 
-{PAID_WITH_MEDIA}
+{paid(VIDEO_PRICE)}
 
-{VIDEO_RULES} A reference video with refer_type 'base' cannot be combined with frames."""
+{VIDEO_RULES} A 'base' reference video takes no frames."""
 
 
 # --- Extend ---------------------------------------------------------------------------------
+
+EXTEND = "kling_extend_video"
+KEPT = ("model", "mode", "duration")
+"""What an extension keeps of the original video when the call leaves it out."""
+JOURNAL_PAGE = 100
 
 
 class ExtendVideoInput(GenerationRequest, _Prompted):
     endpoint = "/kling/videos"
 
-    video_id: Identifier = Field(description="video_id of a Kling result (not its task_id or URL).")
-    model: VideoModel | None = None
-    mode: Mode | None = None
-    duration: int | None = Field(None, ge=3, le=15, description="Seconds to add.")
+    prompt: Prompt = Field(description="What happens next, in the added footage.")
+    video_id: Identifier = Field(description="A succeeded result's video_id (not its task_id or URL).")
+    model: VideoModel | None = Field(None, description="The Kling model; left out: the original's.")
+    mode: Mode | None = Field(
+        None,
+        description="'std' fastest, cheapest; 'pro' better, costs more; '4k' kling-v3 models. Left out: "
+        "the original's.",
+    )
+    duration: int | None = Field(
+        None,
+        ge=3,
+        le=15,
+        description="Seconds to add: 5 or 10, 3-15 on kling-v3 models; left out: the original's.",
+    )
     negative_prompt: NegativePrompt = None
     cfg_scale: CfgScale = None
 
@@ -232,13 +287,84 @@ class ExtendVideoInput(GenerationRequest, _Prompted):
         return {"action": "extend", **super().payload()}
 
 
-EXTEND_VIDEO = f"""Continue an existing Kling video with more footage that follows a new prompt.
+async def original_settings(tasks: TaskService, owner: str, video_id: str) -> dict[str, Any] | None:
+    """The model, mode and duration the original video `video_id` was made with, from the journal
+    of `owner`'s tasks (none of them when another endpoint made it); None when this server did not."""
+    cursor: str | None = None
+    while True:
+        records, cursor = await tasks.list(
+            owner=owner, states=("succeeded",), limit=JOURNAL_PAGE, cursor=cursor
+        )
+        for record in records:
+            if record.video_id == video_id:
+                if record.endpoint != ExtendVideoInput.endpoint:  # a lip-sync's "mode" is not a video's
+                    return {}
+                return {name: record.body[name] for name in KEPT if name in record.body}
+        if cursor is None:
+            return None
 
-Use it to make a video longer: pass the video_id of a finished result, then extend the new result for \
-more. model, mode and duration left out keep the original's. Which models can be extended is \
-disputed, so the API decides and its message is relayed.
 
-{PAID}"""
+async def extend_video(
+    request: ExtendVideoInput, app: AppState, ctx: Context, caller: Caller
+) -> CallToolResult | InputRequiredResult:
+    """kling_extend_video: what the call leaves out of model, mode and duration is the original's,
+    or (when this server did not make the original) kling_generate_video's defaults; the answer says which."""
+    left_out = [name for name in KEPT if getattr(request, name) is None]
+    if not left_out:
+        return await generate(request, app, ctx, caller, tool=EXTEND)
+    original = await original_settings(app.tasks, caller.owner, request.video_id)
+    defaults = {
+        "model": app.settings.default_model,
+        "mode": app.settings.default_mode,
+        "duration": DEFAULT_DURATION,
+    }
+    filled = {name: (original or {}).get(name, defaults[name]) for name in left_out}
+    note = _kept_note(request.video_id, filled, original)
+    try:
+        complete = parse_arguments(
+            EXTEND, ExtendVideoInput, {**request.model_dump(exclude_none=True), **filled}
+        )
+    except ToolError as error:
+        raise ToolError(f"{error}\n{note} Set model, mode or duration to change them.") from None
+    return _with_note(await generate(complete, app, ctx, caller, tool=EXTEND), note)
+
+
+def _kept_note(video_id: str, filled: dict[str, Any], original: dict[str, Any] | None) -> str:
+    known = original or {}
+    kept = {name: value for name, value in filled.items() if name in known}
+    defaulted = {name: value for name, value in filled.items() if name not in known}
+    parts = [f"Kept from the original video: {_terms(kept)}."] if kept else []
+    if defaulted:
+        why = (
+            "not recorded for the original"
+            if original is not None
+            else f"this server did not make {video_id}"
+        )
+        parts.append(f"kling_generate_video's defaults ({why}): {_terms(defaulted)}.")
+    return " ".join(parts)
+
+
+def _terms(values: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}{' s' if name == 'duration' else ''}" for name, value in values.items())
+
+
+def _with_note(
+    result: CallToolResult | InputRequiredResult, note: str
+) -> CallToolResult | InputRequiredResult:
+    """`result` with `note` before its text."""
+    if isinstance(result, CallToolResult) and result.content and isinstance(result.content[0], TextContent):
+        first = result.content[0]
+        result.content[0] = first.model_copy(update={"text": f"{note}\n{first.text}"})
+    return result
+
+
+EXTEND_VIDEO = f"""Continue a finished Kling video with more footage following a new prompt.
+
+Use it to make a video longer (extend each new result for more). model, mode and duration left out \
+are the original's if this server made it, else kling_generate_video's defaults, as the answer says. \
+Which models extend is disputed: the API decides. To animate an image: kling_generate_video_from_image.
+
+{paid("model, mode and duration", media=False)}"""
 
 
 # --- Turbo ----------------------------------------------------------------------------------
@@ -248,22 +374,22 @@ class TurboVideoInput(GenerationRequest, _Prompted):
     endpoint = "/kling/videos"
 
     start_image_url: StartImage = None
-    mode: Literal["std", "pro"] = Field("std", description="'std' 720p, 'pro' 1080p.")
-    duration: int = Field(5, ge=3, le=15, description="Seconds.")
-    aspect_ratio: AspectRatio = "16:9"
+    mode: Literal["std", "pro"] = Field("std", description="'std' 720p; 'pro' 1080p, costs more.")
+    duration: Duration = DEFAULT_DURATION
+    aspect_ratio: Ratio = "16:9"
 
     def payload(self) -> dict[str, Any]:
         action = "image2video" if self.start_image_url else "text2video"
         return {"action": action, "model": TURBO_MODEL, "generate_audio": True, **super().payload()}
 
 
-GENERATE_TURBO_VIDEO = f"""Generate a video fast with Kling Turbo ({TURBO_MODEL}): 720p (std) or 1080p \
-(pro), 3-15 s, with native sound always on; from a prompt, or animating start_image_url.
+GENERATE_TURBO_VIDEO = f"""Generate a video fast with Kling Turbo ({TURBO_MODEL}), sound always on, \
+from a prompt or animating start_image_url.
 
-Use it for quick drafts and iterations. It takes no end frame, references, negative_prompt, cfg_scale \
-or camera control: for those use kling_generate_video or kling_generate_video_from_image.
+Use it for quick drafts. It takes no end frame, references, negative_prompt, cfg_scale \
+or camera move: for those use kling_generate_video or kling_generate_video_from_image.
 
-{PAID_WITH_MEDIA}"""
+{paid("mode and duration")}"""
 
 
 # --- Storyboard -----------------------------------------------------------------------------
@@ -272,29 +398,32 @@ or camera control: for those use kling_generate_video or kling_generate_video_fr
 class _ShotOptions(StrictModel):
     """How the storyboard and saved-asset tools frame their video."""
 
-    mode: Mode = "std"
-    aspect_ratio: AspectRatio = "16:9"
-    generate_audio: bool | None = None
+    mode: VideoMode = "std"
+    aspect_ratio: Ratio = "16:9"
+    generate_audio: Audio = None
     start_image_url: StartImage = None
 
 
 class Shot(StrictModel):
-    index: int | None = Field(None, ge=1, le=MAX_SHOTS, description="1, 2, 3... in order.")
-    prompt: Annotated[str, Text(SHOT_PROMPT_LIMIT)]
-    duration: int = Field(ge=1, le=15, description="Seconds.")
+    index: int | None = Field(None, ge=1, le=MAX_SHOTS, description="Optional; 1, 2, 3...")
+    prompt: Annotated[str, Text(SHOT_PROMPT_LIMIT)] = Field(description="What this shot shows.")
+    duration: int = Field(ge=1, le=15, description="Its seconds.")
 
 
 class StoryboardInput(GenerationRequest, _ShotOptions, _Prompted):
     endpoint = "/kling/videos"
 
+    prompt: Prompt = Field(description="The story: subject, setting, style, mood.")
     shot_type: Literal["intelligence", "customize"] = Field(
-        "intelligence", description="'intelligence': the model cuts the prompt into shots."
+        "intelligence", description="'intelligence': the model cuts the story into shots; 'customize': yours."
     )
     multi_prompt: JsonText[list[Shot]] | None = Field(
-        None, min_length=1, max_length=MAX_SHOTS, description="The shots, for 'customize'."
+        None, min_length=1, max_length=MAX_SHOTS, description="With 'customize': the shots, in order."
     )
-    model: StoryboardModel = "kling-v3"
-    duration: int = Field(10, ge=3, le=15, description="Seconds, all shots together.")
+    model: StoryboardModel = Field(
+        "kling-v3", description="The Kling model; kling_list_models compares them."
+    )
+    duration: int = Field(10, ge=3, le=15, description="Seconds, all shots together; longer costs more.")
     end_image_url: EndImage = None
 
     @model_validator(mode="after")
@@ -331,15 +460,14 @@ class StoryboardInput(GenerationRequest, _ShotOptions, _Prompted):
         return {"action": action, "multi_shot": True, **body}
 
 
-GENERATE_STORYBOARD = f"""Generate one video made of several shots (a storyboard) with \
+GENERATE_STORYBOARD = f"""Generate one video of several shots (a storyboard) with \
 {" or ".join(STORYBOARD_MODELS)}.
 
-Use it for a short story with cuts. shot_type 'intelligence': one prompt, the model plans the shots. \
-'customize': you write 1-{MAX_SHOTS} shots in multi_prompt, each a prompt of at most \
-{SHOT_PROMPT_LIMIT} characters and a duration; the shots' durations must add up to duration \
-(3-15 s). Optional start and end frames. For a single shot use kling_generate_video.
+Use it for a short story with cuts; for one shot use kling_generate_video. shot_type 'intelligence': \
+one prompt, the model plans the shots; 'customize': 1-{MAX_SHOTS} shots in multi_prompt whose \
+durations add up to duration.
 
-{PAID_WITH_MEDIA}"""
+{paid("mode, duration and audio")}"""
 
 
 # --- Saved subjects and voices ----------------------------------------------------------------
@@ -348,10 +476,19 @@ Use it for a short story with cuts. shot_type 'intelligence': one prompt, the mo
 class AssetsVideoInput(GenerationRequest, _ShotOptions, _Prompted):
     endpoint = "/kling/videos"
 
-    element_list: JsonText[list[Element]] | None = Field(None, min_length=1, max_length=MAX_SUBJECTS)
-    voice_list: JsonText[list[Voice]] | None = Field(None, min_length=1, max_length=MAX_VOICES)
-    model: AssetModel = "kling-v3"
-    duration: int = Field(5, ge=3, le=15, description="Seconds.")
+    element_list: JsonText[list[Element]] | None = Field(
+        None, min_length=1, max_length=MAX_SUBJECTS, description="Saved subjects to feature."
+    )
+    voice_list: JsonText[list[Voice]] | None = Field(
+        None, min_length=1, max_length=MAX_VOICES, description="Saved voices that speak."
+    )
+    model: AssetModel = Field("kling-v3", description="Which takes subjects or voices: see above.")
+    duration: int = Field(
+        DEFAULT_DURATION,
+        ge=3,
+        le=15,
+        description="Seconds: 3-15 on kling-v3 models, 5 or 10 on kling-v2-6, 5 on kling-o1.",
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> AssetsVideoInput:
@@ -380,16 +517,15 @@ class AssetsVideoInput(GenerationRequest, _ShotOptions, _Prompted):
         return {"action": action, **super().payload()}
 
 
-GENERATE_WITH_ASSETS = f"""Generate a video featuring the subjects or voices saved in your Kling \
-library: element_list (1-{MAX_SUBJECTS} subjects, models {", ".join(SUBJECT_MODELS)}) or voice_list \
-(1-{MAX_VOICES} voices, {", ".join(VOICE_MODELS)} in pro mode with generate_audio true); exactly one \
-of the two.
+GENERATE_WITH_ASSETS = f"""Generate a video featuring subjects or voices saved in your Kling library: \
+element_list (1-{MAX_SUBJECTS} subjects; {", ".join(SUBJECT_MODELS)}) or voice_list (1-{MAX_VOICES} voices; \
+{", ".join(VOICE_MODELS)}, pro, generate_audio true), exactly one of the two.
 
-Use it to keep a character or a voice the same across videos. With voices the prompt says where each \
-speaks as <<<voice_1>>>, <<<voice_2>>> (numbered in voice_list order), e.g. "<<<voice_1>>> says \
-hello". Ids come from your Kling library; optional start_image_url as the first frame.
+Use it to keep a character or voice the same across videos. With voices the prompt places each as \
+<<<voice_1>>>, <<<voice_2>>> (voice_list order), e.g. "<<<voice_1>>> says hi". To mix subjects with \
+Omni references use kling_generate_video's element_list.
 
-{PAID_WITH_MEDIA}"""
+{paid("model, mode, duration and audio")}"""
 
 
 TOOLS = (
@@ -400,7 +536,10 @@ TOOLS = (
         ImageToVideoInput,
         GENERATE_VIDEO_FROM_IMAGE,
     ),
-    paid_tool("kling_extend_video", "Extend a video", ExtendVideoInput, EXTEND_VIDEO),
+    # The extension's own handler fills in what it keeps of the original, then generates as the others do.
+    dataclasses.replace(
+        paid_tool(EXTEND, "Extend a video", ExtendVideoInput, EXTEND_VIDEO), handler=extend_video
+    ),
     paid_tool("kling_generate_turbo_video", "Generate a Turbo video", TurboVideoInput, GENERATE_TURBO_VIDEO),
     paid_tool("kling_generate_storyboard", "Generate a storyboard", StoryboardInput, GENERATE_STORYBOARD),
     paid_tool(
