@@ -568,6 +568,15 @@ class TaskJournal(abc.ABC):
         )
         return records[0] if records else None
 
+    async def with_video(self, video_id: str, *, owner: str) -> TaskRecord | None:
+        """The owner's succeeded task whose video is `video_id` (the newest, should there be two)."""
+        records = await self._tasks(
+            "owner = :owner AND video_id = :video_id AND state = 'succeeded' "
+            "ORDER BY created_at DESC LIMIT 1",
+            {"owner": owner, "video_id": video_id},
+        )
+        return records[0] if records else None
+
     async def cancel(self, entry_id: str, *, owner: str) -> TaskRecord | None:
         """Note that the client cancelled following the entry (the first time counts); the entry, if any."""
         await self._write(

@@ -377,6 +377,10 @@ class TaskService:
             record = await self._journal.entry(entry_id, owner=caller.owner) or record
         return record
 
+    async def with_video(self, video_id: str, *, owner: str) -> TaskRecord | None:
+        """The owner's task that made the video `video_id` (None: not one started here)."""
+        return await self._journal.with_video(video_id, owner=owner)
+
     async def record(self, task_id: str, *, owner: str) -> TaskRecord | None:
         """What the journal knows of the owner's task `task_id` (None: not started here)."""
         return await self._journal.get(task_id, owner=owner)

@@ -252,7 +252,6 @@ aspect_ratio to the image; describe what moves, not what is seen.
 EXTEND = "kling_extend_video"
 KEPT = ("model", "mode", "duration")
 """What an extension keeps of the original video when the call leaves it out."""
-JOURNAL_PAGE = 100
 
 
 class ExtendVideoInput(GenerationRequest, _Prompted):
@@ -290,18 +289,12 @@ class ExtendVideoInput(GenerationRequest, _Prompted):
 async def original_settings(tasks: TaskService, owner: str, video_id: str) -> dict[str, Any] | None:
     """The model, mode and duration the original video `video_id` was made with, from the journal
     of `owner`'s tasks (none of them when another endpoint made it); None when this server did not."""
-    cursor: str | None = None
-    while True:
-        records, cursor = await tasks.list(
-            owner=owner, states=("succeeded",), limit=JOURNAL_PAGE, cursor=cursor
-        )
-        for record in records:
-            if record.video_id == video_id:
-                if record.endpoint != ExtendVideoInput.endpoint:  # a lip-sync's "mode" is not a video's
-                    return {}
-                return {name: record.body[name] for name in KEPT if name in record.body}
-        if cursor is None:
-            return None
+    record = await tasks.with_video(video_id, owner=owner)
+    if record is None:
+        return None
+    if record.endpoint != ExtendVideoInput.endpoint:  # a lip-sync's "mode" is not a video's
+        return {}
+    return {name: record.body[name] for name in KEPT if name in record.body}
 
 
 async def extend_video(
