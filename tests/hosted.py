@@ -41,19 +41,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def hosted_env(api_base_url: str, workdir: Path, **env: str) -> dict[str, str]:
-    """A replica's environment: ours without any kling-mcp setting (no server-wide token), plus `env`."""
+def default_env(workdir: Path) -> dict[str, str]:
+    """Ours without any kling-mcp setting (no server-wide token): the defaults, but for where the
+    journal and the videos go (in `workdir`)."""
     inherited = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("ACEDATACLOUD_", "KLING_")) and key != "LOG_LEVEL"
     }
+    return {**inherited, "KLING_DATA_DIR": str(workdir / "data"), "KLING_OUTPUT_DIR": str(workdir / "videos")}
+
+
+def hosted_env(api_base_url: str, workdir: Path, **env: str) -> dict[str, str]:
+    """A replica's environment: the defaults on the API at `api_base_url`, no limits in the way, `env`."""
     return {
-        **inherited,
+        **default_env(workdir),
         "ACEDATACLOUD_API_BASE_URL": api_base_url,
         "ACEDATACLOUD_PLATFORM_BASE_URL": api_base_url,
-        "KLING_DATA_DIR": str(workdir / "data"),
-        "KLING_OUTPUT_DIR": str(workdir / "videos"),
         "KLING_DAILY_TASK_LIMIT": "100000",
         "KLING_MAX_CONCURRENT_TASKS": "1000",
         "KLING_RATE_LIMIT": "100000",

@@ -18,6 +18,7 @@ import logging
 import re
 import sys
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +37,19 @@ _MCP_LEVELS: dict[int, McpLevel] = {
     logging.CRITICAL: "critical",
 }
 _call_session: ContextVar[Any] = ContextVar("kling_mcp_call_session", default=None)
+_CLIENT_THRESHOLDS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO + 5,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "alert": logging.CRITICAL + 5,
+    "emergency": logging.CRITICAL + 10,
+}
+_client_thresholds: dict[int, int] = {}
+"""The least severe record each handshake-era client asked for (`logging/setLevel`), keyed by the
+identity of its connection's `initialize` parameters and dropped with them."""
 
 
 def configure_logging(level: str) -> None:
@@ -91,6 +105,14 @@ def relay_to_client(session: Any) -> Iterator[None]:
         _call_session.reset(token)
 
 
+def set_client_level(connection: object, level: str) -> None:
+    """Send the client of `connection` (its `initialize` parameters) only records at `level` or above."""
+    key = id(connection)
+    if key not in _client_thresholds:
+        weakref.finalize(connection, _client_thresholds.pop, key, None)
+    _client_thresholds[key] = _CLIENT_THRESHOLDS[level]
+
+
 class ClientLogHandler(logging.Handler):
     """Forwards records to the client of the tool call that logged them."""
 
@@ -100,7 +122,7 @@ class ClientLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         session = _call_session.get()
-        if session is None:
+        if session is None or record.levelno < _client_thresholds.get(id(session.client_params), 0):
             return
         try:
             loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from kling_mcp import __version__
 from kling_mcp.api.client import HttpPool, KlingClient
 from kling_mcp.logs import configure_logging, logger, write_one_line
 from kling_mcp.policy import Policy
+from kling_mcp.server.client_logging import serve_log_levels
 from kling_mcp.server.completion import register_completion
 from kling_mcp.server.player import player_extension
 from kling_mcp.server.prompts import register_prompts
@@ -96,6 +97,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
         extensions=[player_extension(settings), TasksExtension()],
     )
     server.middleware.append(roots.watch)
+    server.middleware.append(serve_log_levels)
     write_one_line()  # the SDK's log handler, set up with the server, quotes what clients send
     register_prompts(server)
     register_resources(server, server.state)

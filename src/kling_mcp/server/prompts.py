@@ -1,16 +1,28 @@
-"""MCP prompts that help a person get good videos."""
+"""MCP prompts that help a person get good videos.
+
+A `prompts/get` of a name the server does not have, without a required argument or with one the
+prompt does not take, is the caller's mistake: it is answered as invalid params (-32602), naming
+what to fix, in both protocol eras (the SDK would answer an internal error, or code 0 before
+2026-07-28).
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.prompts import Prompt
 from mcp.server.mcpserver.prompts.base import PromptArgument
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
+from mcp.types import Prompt as MCPPrompt
 
 from kling_mcp.domain.capabilities import MODELS, audio_rule, describe_durations, omni_rule
+from kling_mcp.domain.fields import quote
 
 MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Lead with the subject and one clear action: "A red fox trots through fresh snow, then stops and looks back."
@@ -21,25 +33,36 @@ MOTION_ADVICE = """How to write a Kling prompt that moves:
 - Keep one scene per clip; make longer stories by extending (kling_extend_video) shot by shot.
 - Put what to avoid in negative_prompt ("blur, distorted hands, text"), not in the prompt."""
 
+PromptFunction = Callable[..., str]
 
-def register_prompts(server: MCPServer[Any]) -> None:
-    for name, title, render, arguments in PROMPTS:
-        parameters = inspect.signature(render).parameters
-        server.add_prompt(
-            Prompt(
-                name=name,
-                title=title,
-                description=inspect.getdoc(render),
-                arguments=[
-                    PromptArgument(
-                        name=argument,
-                        description=description,
-                        required=parameters[argument].default is inspect.Parameter.empty,
-                    )
-                    for argument, description in arguments.items()
-                ],
-                fn=render,
-            )
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """A prompt: `render`'s docstring describes it and its parameters are the prompt's arguments."""
+
+    name: str
+    title: str
+    render: PromptFunction
+    arguments: dict[str, str]
+    """What to fill in, for each parameter of `render`."""
+    suggestions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """What completion offers for some arguments, most useful first."""
+
+    def prompt(self) -> Prompt:
+        parameters = inspect.signature(self.render).parameters
+        return Prompt(
+            name=self.name,
+            title=self.title,
+            description=inspect.getdoc(self.render),
+            arguments=[
+                PromptArgument(
+                    name=argument,
+                    description=description,
+                    required=parameters[argument].default is inspect.Parameter.empty,
+                )
+                for argument, description in self.arguments.items()
+            ],
+            fn=self.render,
         )
 
 
@@ -115,27 +138,86 @@ def prompt_advice(idea: str) -> str:
 Give me the prompt, a negative_prompt, and a suggested camera_control if useful."""
 
 
-PromptFunction = Callable[..., str]
-# (name, title, function, {argument: what to fill in}); the function's docstring describes the prompt.
-PROMPTS: tuple[tuple[str, str, PromptFunction, dict[str, str]], ...] = (
-    ("kling_choose_tool", "Choose a Kling tool and model", choose_tool, {"goal": "What you want to make"}),
-    (
+CAMERA_MOVES = (
+    "slow dolly in",
+    "slow dolly out",
+    "orbit left",
+    "orbit right",
+    "pan left",
+    "pan right",
+    "tilt up",
+    "crane up",
+    "handheld tracking shot",
+    "static camera, only the subject moves",
+)
+LENGTHS = ("15", "20", "30", "45", "60")
+
+PROMPTS = (
+    PromptSpec(
+        "kling_choose_tool", "Choose a Kling tool and model", choose_tool, {"goal": "What you want to make"}
+    ),
+    PromptSpec(
         "kling_image_to_video",
         "Workflow: animate an image",
         image_to_video,
         {"image_url": "Public URL of the image", "motion": "What should move, and how"},
+        suggestions={"motion": CAMERA_MOVES},
     ),
-    (
+    PromptSpec(
         "kling_long_video",
         "Workflow: a long video by extension",
         long_video,
         {"story": "What happens, start to end", "target_seconds": "Rough total length (default 30)"},
+        suggestions={"target_seconds": LENGTHS},
     ),
-    (
+    PromptSpec(
         "kling_talking_avatar",
         "Workflow: a talking avatar",
         talking_avatar,
         {"portrait_url": "Public URL of the portrait", "script": "What the avatar says"},
     ),
-    ("kling_prompt_advice", "Write prompts for video motion", prompt_advice, {"idea": "Your video idea"}),
+    PromptSpec(
+        "kling_prompt_advice", "Write prompts for video motion", prompt_advice, {"idea": "Your video idea"}
+    ),
 )
+
+
+def register_prompts(server: MCPServer[Any], prompts: Sequence[PromptSpec] = PROMPTS) -> None:
+    """Add `prompts` (kling-mcp's by default) to `server`, whose bad `prompts/get` requests it refuses."""
+    for spec in prompts:
+        server.add_prompt(spec.prompt())
+
+    async def refuse_bad_requests(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            check_prompt_request(await server.list_prompts(), ctx.params or {})
+        return await call_next(ctx)
+
+    server.middleware.append(refuse_bad_requests)
+
+
+def check_prompt_request(prompts: list[MCPPrompt], params: Mapping[str, Any]) -> None:
+    """Raise invalid params (-32602) unless `params` names one of `prompts` with the arguments it takes."""
+    name = params.get("name")
+    taken = prompt_arguments(prompts, name)
+    given = params.get("arguments") or {}
+    if not isinstance(given, Mapping):
+        return  # the SDK's own validation of the request refuses it as invalid params
+    missing = [argument for argument, required in taken.items() if required and argument not in given]
+    unknown = [quote(argument) for argument in given if argument not in taken]
+    if missing or unknown:
+        problems = [f"missing {', '.join(missing)}"] if missing else []
+        problems += [f"no argument {', '.join(unknown)}"] if unknown else []
+        raise MCPError(
+            INVALID_PARAMS,
+            f"Prompt {name!r}: {'; '.join(problems)}. It takes {', '.join(taken) or 'no arguments'}.",
+        )
+
+
+def prompt_arguments(prompts: list[MCPPrompt], name: object) -> dict[str, bool]:
+    """Whether each argument of the prompt `name` among `prompts` is required; invalid params if none is."""
+    for prompt in prompts:
+        if prompt.name == name:
+            return {argument.name: bool(argument.required) for argument in prompt.arguments or []}
+    raise MCPError(
+        INVALID_PARAMS, f"Unknown prompt {quote(name)}: call prompts/list for the prompts this server has."
+    )

@@ -9,6 +9,9 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from kling_mcp.server.state import AppState, app_state
 
+TASK_TEMPLATE = "kling://tasks/{task_id}"
+"""A task's resource; completion offers the caller's newest task ids for `task_id`."""
+
 
 def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) -> None:
     """`kling://tasks` and `kling://tasks/{task_id}`; `running` gives the static one the server's state."""
@@ -34,7 +37,7 @@ def register_resources(server: MCPServer[Any], running: Callable[[], AppState]) 
         mime_type="application/json",
     )(read_recent_tasks)
     server.resource(
-        "kling://tasks/{task_id}",
+        TASK_TEMPLATE,
         name="kling_task",
         title="A Kling task",
         description="A Kling task's state now: video_url, video_id, duration and file_path when done.",
