@@ -9,6 +9,7 @@ the same settings is the same user's server after a restart.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import anyio
 from mcp import Client
-from mcp.types import CallToolResult, ResourceLink, TextContent
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 
 from kling_mcp.emulator import Emulator, serve_emulator
 from kling_mcp.server.app import create_server
@@ -79,11 +80,13 @@ async def call(
 
 
 def text_of(result: CallToolResult) -> str:
-    """The answer's text: its first block; the only other is a link to the saved video file."""
-    block, *links = result.content
+    """The answer's text: its first block; the others are the saved video's contact sheet (a line
+    and the image) and a link to its file."""
+    block, *others = result.content
     assert isinstance(block, TextContent)
-    assert len(links) <= 1, links
-    assert all(isinstance(link, ResourceLink) for link in links), links
+    sheet = [other for other in others if not isinstance(other, ResourceLink)]
+    assert len(others) - len(sheet) <= 1, others
+    assert [type(part) for part in sheet] in ([], [TextContent, ImageContent]), sheet
     return block.text
 
 
@@ -101,10 +104,12 @@ def video_link(result: CallToolResult) -> ResourceLink:
 
 
 async def eventually(check: Callable[[], Any], what: str, limit: float = SETTLE_LIMIT) -> Any:
-    """The first truthy value of `check()`, polled for at most `limit` seconds."""
+    """The first truthy value of `check()` (awaited if a coroutine), polled for at most `limit` seconds."""
     with anyio.move_on_after(limit):
         while True:
             value = check()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
                 return value
             await anyio.sleep(0.05)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -16,7 +18,8 @@ from kling_mcp.domain.capabilities import MODELS
 from kling_mcp.server.app import create_server
 from kling_mcp.server.tools import generation
 from kling_mcp.settings import Settings
-from tests.conftest import TOKEN, FakeKling
+from tests.conftest import TOKEN, FakeKling, scripted_settings
+from tests.emulated import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +37,7 @@ GENERATION_TOOLS = {
     "kling_video_commerce",
 }
 READ_ONLY_TOOLS = {"kling_get_task", "kling_get_tasks_batch", "kling_list_tasks", "kling_list_models"}
-SAVING_TOOLS = {"kling_download_video"}
+SAVING_TOOLS = {"kling_download_video", "kling_extract_frame", "kling_join_videos"}
 """Free and idempotent, but they write files into the output directory."""
 SEED_PARAMETERS = {
     "prompt": None,
@@ -339,16 +342,30 @@ async def test_without_a_token_the_server_starts_and_says_what_to_set(router: re
     assert router.calls.call_count == 0
 
 
+async def cut_off_while_polled(
+    client: Client, kling: FakeKling, task_id: str, arguments: dict[str, Any]
+) -> None:
+    """Call kling_generate_video and cancel the call once its task `task_id` is being polled, as a host
+    that cuts calls off does (the task is then journalled, and the call waits for it)."""
+    async with anyio.create_task_group() as waiting:
+        waiting.start_soon(client.call_tool, "kling_generate_video", arguments)
+        await eventually(lambda: kling.polls[task_id], f"the first status check of {task_id}")
+        waiting.cancel_scope.cancel()
+
+
 async def test_cancelling_a_call_stops_polling_its_task(client: Client, kling: FakeKling) -> None:
     kling.polls_until_done = 10_000
+    await cut_off_while_polled(client, kling, "task-1", {"prompt": "never mind"})
+    kling.polls_until_done = 3
 
-    with anyio.move_on_after(0.5):
-        await client.call_tool("kling_generate_video", {"prompt": "never mind"})
-    polls_at_cancel = kling.polls["task-1"]
-    await anyio.sleep(0.4)
+    # A later generation: every status check made while it waits comes after the cancel.
+    later = await client.call_tool("kling_generate_video", {"prompt": "a later cat"})
 
-    assert polls_at_cancel >= 1
-    assert kling.polls["task-1"] == polls_at_cancel
+    assert later.structured_content
+    assert later.structured_content["state"] == "succeeded"
+    checks_since = [query["ids"] for query in kling.queries if "task-2" in query.get("ids", ())]
+    assert len(checks_since) >= 2
+    assert all("task-1" not in ids for ids in checks_since), checks_since
 
 
 async def test_concurrent_generations_share_one_status_request_per_tick(
@@ -390,15 +407,24 @@ async def test_get_task_waits_for_a_running_task(client: Client, kling: FakeKlin
     assert len(kling.submissions) == 1
 
 
-async def test_get_task_with_no_wait_answers_at_once(client: Client, kling: FakeKling) -> None:
-    kling.polls_until_done = 10_000
-    await client.call_tool("kling_generate_video", {"prompt": "a cat", "timeout": 0})
+@pytest.fixture
+async def unhurried(tmp_path: Path, kling: FakeKling) -> AsyncIterator[Client]:
+    """A client of a server whose background status checks are an hour apart: a task a call stopped
+    waiting for is not checked during the test, so every status request is one the test's calls made."""
+    settings = scripted_settings(tmp_path, poll_interval=3600)
+    async with Client(create_server(settings), raise_exceptions=True) as connected:
+        yield connected
 
-    result = await client.call_tool("kling_get_task", {"task_id": "task-1", "timeout": 0})
+
+async def test_get_task_with_no_wait_answers_at_once(unhurried: Client, kling: FakeKling) -> None:
+    kling.polls_until_done = 10_000
+    await unhurried.call_tool("kling_generate_video", {"prompt": "a cat", "timeout": 0})
+
+    result = await unhurried.call_tool("kling_get_task", {"task_id": "task-1", "timeout": 0})
 
     assert result.structured_content
     assert result.structured_content["state"] == "running"
-    assert kling.queries[-1] == {"id": "task-1", "action": "retrieve"}
+    assert kling.queries == [{"id": "task-1", "action": "retrieve"}]
 
 
 async def test_get_task_with_an_unknown_id_is_a_clear_error(client: Client) -> None:
@@ -409,15 +435,14 @@ async def test_get_task_with_an_unknown_id_is_a_clear_error(client: Client) -> N
     assert "trace-404" in text(result)
 
 
-async def test_batch_lookup_is_one_request_and_lists_unknown_ids(client: Client, kling: FakeKling) -> None:
+async def test_batch_lookup_is_one_request_and_lists_unknown_ids(unhurried: Client, kling: FakeKling) -> None:
     kling.polls_until_done = 1
     for n in range(2):
-        await client.call_tool("kling_generate_video", {"prompt": f"cat {n}", "timeout": 0})
-    queries_before = len(kling.queries)
+        await unhurried.call_tool("kling_generate_video", {"prompt": f"cat {n}", "timeout": 0})
 
-    result = await client.call_tool("kling_get_tasks_batch", {"task_ids": ["task-1", "task-2", "ghost"]})
+    result = await unhurried.call_tool("kling_get_tasks_batch", {"task_ids": ["task-1", "task-2", "ghost"]})
 
-    assert len(kling.queries) == queries_before + 1
+    assert kling.queries == [{"ids": ["task-1", "task-2", "ghost"], "action": "retrieve_batch"}]
     batch = result.structured_content
     assert batch is not None
     assert [task["task_id"] for task in batch["tasks"]] == ["task-1", "task-2"]
@@ -514,9 +539,8 @@ async def test_batch_without_ids_recovers_every_task_this_server_started(
 ) -> None:
     kling.polls_until_done = 10_000
     await client.list_tools()  # as hosts do before calling: the first listing builds the tools
-    for n in range(3):
-        with anyio.move_on_after(0.1):  # cut off before answering, as a host might
-            await client.call_tool("kling_generate_video", {"prompt": f"cat {n}"})
+    for n in range(1, 4):
+        await cut_off_while_polled(client, kling, f"task-{n}", {"prompt": f"cat {n}"})
 
     result = await client.call_tool("kling_get_tasks_batch", {})
 

@@ -32,7 +32,9 @@ What it answers (every call is POST + JSON with `authorization: Bearer <token>`)
 - Media is served like a CDN: with `content-length` and `accept-ranges: bytes`, a single
   `Range` answered 206 with `content-range` (416 past the end). The video is the tiny
   sample, or with `video_bytes=N` that sample padded by a `free` box to N bytes (it still
-  plays). With `link_seconds=S` every `video_url` is a signed link,
+  plays); with `clips=True` each task's own real H.264 clip instead, as long as the task
+  reports, at its aspect ratio, made on first request and kept (demo mode serves these).
+  With `link_seconds=S` every `video_url` is a signed link,
   `/media/<task_id>.mp4?expires=<unix>&sig=<hmac>`, signed afresh by each answer that
   carries it and valid for S seconds; an expired, altered or unsigned link is 403 with a
   CDN's XML error body saying so.
@@ -43,7 +45,8 @@ What it records, for tests to check: `counts` (requests per path, faulted ones i
 `submissions` (generation bodies that reached the API: not answered by a fault, except a
 delay, which only holds the answer back), `tasks` (by id), `queried_ids` (the ids each
 task query asked for) and `media_ranges` (the `Range` header of each media request that
-reached the CDN, None without one); `video` is the bytes every finished video serves.
+reached the CDN, None without one); `video` is the bytes every finished video serves
+(`video_of(task)` a task's own, with `clips=True`).
 """
 
 from .app import Emulator

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 import anyio
+import anyio.to_thread
 import httpx
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -20,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .faults import Fault, FaultMiddleware, FaultOrder, FaultPlan
-from .media import SignedLinks, media_response, padded_video, refused_link, sample_video
+from .media import SignedLinks, media_response, padded_video, refused_link, sample_video, task_clip
 from .tasks import EmulatedTask, new_task
 from .uploads import FileHosting
 from .validation import (
@@ -48,11 +49,14 @@ class Emulator:
         fail_marker: str | None = "[fail]",
         video_bytes: int | None = None,
         link_seconds: float | None = None,
+        clips: bool = False,
     ) -> None:
         self.token = token
         self.task_seconds = task_seconds
         self.fail_marker = fail_marker
         self.video = sample_video() if video_bytes is None else padded_video(video_bytes)
+        self.clips = clips
+        """Serve each task its own real clip (`task_clip`) instead of `video`."""
         self._links = None if link_seconds is None else SignedLinks(link_seconds)
         self.base_url: str | None = None
         self.counts: Counter[str] = Counter()
@@ -172,7 +176,13 @@ class Emulator:
         task = self.tasks.get(task_id)
         if task is None or task.final_state != "succeed" or not task.is_done(now):
             return error_response(404, "not_found", "no such video")
-        return media_response(self.video, request.headers.get("range"))
+        return media_response(await self.video_of(task), request.headers.get("range"))
+
+    async def video_of(self, task: EmulatedTask) -> bytes:
+        """The bytes `task`'s video link serves."""
+        if not self.clips:
+            return self.video
+        return await anyio.to_thread.run_sync(task_clip, task.id, task.aspect_ratio, task.video_seconds)
 
     def _task_object(self, task: EmulatedTask, now: float, media_base_url: str) -> Json:
         return task.as_task_object(now, self._video_url(task, media_base_url))

@@ -1,7 +1,9 @@
-"""The emulated CDN: finished videos of any size, signed links that expire, and byte ranges.
+"""The emulated CDN: finished videos, signed links that expire, and byte ranges.
 
 AceDataCloud hands out `video_url`s on a CDN that signs its links and lets them expire,
 and that serves `Range` requests, so a client can resume a download; this is that CDN.
+Its videos are either one tiny sample for every task (padded to any size), or each task's
+own real clip (`task_clip`), which demo mode shows and the frame tools' tests decode.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import io
+import itertools
 import re
 import secrets
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
+from typing import Any
 
 from starlette.responses import Response
 
@@ -45,6 +50,69 @@ def padded_video(size: int) -> bytes:
         )
     box = struct.pack(">I4s", padding, b"free") + bytes(padding - FREE_BOX_HEADER)
     return sample_video() + box
+
+
+CLIP_SIZES = {"16:9": (512, 288), "9:16": (320, 568), "1:1": (384, 384)}
+"""Each aspect ratio's clip size: at least 320 px wide, and small enough to make in a moment."""
+CLIP_FRAME_RATE = 24
+CLIP_KEYFRAME_SECONDS = 1
+CLIP_ENCODING = {"preset": "ultrafast", "crf": "28"}
+
+
+@functools.lru_cache(maxsize=8)
+def task_clip(task_id: str, aspect_ratio: str, seconds: float) -> bytes:
+    """A real H.264 MP4 of one task, `seconds` long at `aspect_ratio` (16:9 for any other).
+
+    A moving test pattern with a running clock (so every frame differs from the one before) over
+    a turning gradient whose colours come from `task_id` (so each task's video differs). Made
+    in a few tenths of a second for 5 s, once per task; blocking, so run it in a thread.
+    """
+    import av
+
+    width, height = CLIP_SIZES.get(aspect_ratio, CLIP_SIZES["16:9"])
+    colours = hashlib.sha256(task_id.encode()).hexdigest()
+    graph = av.filter.Graph()
+    timing = f"rate={CLIP_FRAME_RATE}:duration={seconds}"
+    steps = [
+        graph.add("gradients", f"size={width}x{height}:{timing}:{_gradient(colours, width, height)}"),
+        graph.add("overlay", "x=(W-w)/2:y=(H-h)/2"),
+        graph.add("format", "yuv420p"),
+        graph.add("buffersink"),
+    ]
+    pattern = graph.add("testsrc2", f"size={width // 2 // 2 * 2}x{height // 2 // 2 * 2}:{timing}")
+    for step, following in itertools.pairwise(steps):
+        step.link_to(following)
+    pattern.link_to(steps[1], 0, 1)
+    graph.configure()
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=CLIP_FRAME_RATE, options=CLIP_ENCODING)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = CLIP_FRAME_RATE * CLIP_KEYFRAME_SECONDS
+        for frame in _frames_of(graph):
+            frame.pts, frame.pict_type = None, av.video.frame.PictureType.NONE  # the encoder decides
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return out.getvalue()
+
+
+def _gradient(colours: str, width: int, height: int) -> str:
+    """A gradient between two colours of `colours` (hex digits), corner to corner, turning slowly.
+
+    Everything is given: left to itself, the filter picks random points.
+    """
+    ends = f"x0=0:y0=0:x1={width - 1}:y1={height - 1}"
+    return f"c0=0x{colours[:6]}:c1=0x{colours[6:12]}:nb_colors=2:{ends}:seed=1:speed=0.05"
+
+
+def _frames_of(graph: Any) -> Iterator[Any]:
+    import av
+
+    while True:
+        try:
+            yield graph.vpull()
+        except (av.EOFError, av.BlockingIOError):
+            return
 
 
 class SignedLinks:

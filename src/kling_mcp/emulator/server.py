@@ -84,7 +84,7 @@ def run_emulator(
     host: str = "127.0.0.1", port: int = 8765, token: str | None = None, task_seconds: float = 5.0
 ) -> None:
     """Serve a new emulator until Ctrl-C or SIGTERM (the `kling-mcp emulator` command)."""
-    emulator = Emulator(token=token, task_seconds=task_seconds)
+    emulator = Emulator(token=token, task_seconds=task_seconds, clips=True)
     sock = _bind(host, port)
     emulator.base_url = _base_url(host, sock.getsockname()[1])
     logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

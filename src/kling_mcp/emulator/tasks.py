@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from .wire import Json, new_id
 
@@ -73,6 +73,15 @@ class EmulatedTask:
             "trace_id": self.trace_id,
         }
 
+    @property
+    def aspect_ratio(self) -> str:
+        """The aspect ratio asked for (the commerce endpoints say it in their settings); 16:9 if none."""
+        return str(_setting(self.request, "aspect_ratio") or "16:9")
+
+    @property
+    def video_seconds(self) -> float:
+        return float(_reported_duration(self.request))
+
     def as_task_object(self, now: float, video_url: str) -> Json:
         """The task object `/kling/tasks` answers: `response` grows as the task runs."""
         task: Json = {"id": self.id, "created_at": self.created_at, "request": self.request}
@@ -125,8 +134,13 @@ def _scripted_error(request: Json, fail_marker: str | None) -> TaskError | None:
 
 def _reported_duration(request: Json) -> str:
     """Kling reports a few frames more than asked: 10 s comes back as "10.033"."""
-    settings = request.get("settings")
-    requested = request.get("duration")
-    if requested is None and isinstance(settings, dict):
-        requested = settings.get("duration")  # the commerce endpoints say it in their settings
+    requested = _setting(request, "duration")
     return DEFAULT_DURATION if requested is None else f"{int(requested)}.033"
+
+
+def _setting(request: Json, name: str) -> Any:
+    """`name` from the request's top level or, as the commerce endpoints say it, from its settings."""
+    settings = request.get("settings")
+    if name not in request and isinstance(settings, dict):
+        return settings.get(name)
+    return request.get(name)
