@@ -25,7 +25,7 @@ from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent
 from kling_mcp.emulator import Emulator
 from kling_mcp.settings import Settings
 from tests import media
-from tests.emulated import call, connect, contents, emulated, structured, text_of
+from tests.emulated import call, connect, contents, emulated, eventually, structured, text_of
 
 # The player's browser host, as its own tests load it (fixtures: `host` needs `host_url`).
 from tests.test_player_browser import Host, host, host_url, served_player  # noqa: F401
@@ -305,3 +305,14 @@ async def test_a_hosted_server_refuses_the_local_tools(setup: Setup) -> None:
             assert (await refusal(client, tool, arguments)).startswith(
                 "This is a hosted kling-mcp, which keeps no video files, so it takes no frames from videos"
             )
+
+
+async def test_a_video_saved_with_no_call_waiting_has_its_contact_sheet_made_beside_it(setup: Setup) -> None:
+    setup.emulator.task_seconds = 0.5
+    async with connect(setup.settings) as client:
+        started = await call(client, "kling_generate_video", {"prompt": "left to itself", "timeout": 0})
+        assert structured(started)["state"] == "running"
+        sheets = await eventually(lambda: sorted(setup.output.glob("*.sheet.jpg")), "a contact sheet on disk")
+    (video,) = sorted(setup.output.glob("*.mp4"))
+    assert sheets == [video.with_name(f"{video.stem}.sheet.jpg")]  # made when saved, before anyone asked
+    assert decoded(sheets[0].read_bytes()).width >= 512

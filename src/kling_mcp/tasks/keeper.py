@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 if TYPE_CHECKING:
@@ -233,6 +234,7 @@ class TaskKeeper:
             )
             await self.journal.record_file(task_id, saving.path)
             logger.info("Saved the video of task %s to %s", task_id, saving.path)
+            await anyio.to_thread.run_sync(_make_contact_sheet, saving.path)
         except (DownloadError, SaveError, KlingError) as error:
             saving.error = str(error)
             logger.warning("Could not save the video of task %s: %s", task_id, error)
@@ -246,6 +248,17 @@ class TaskKeeper:
         status = await self._client.retrieve(task_id, deadline=anyio.current_time() + QUERY_BUDGET)
         await self.journal.record_statuses([StatusUpdate.from_status(status)])
         return status.value("video_url")
+
+
+def _make_contact_sheet(video: Path) -> None:
+    """Make the saved video's contact sheet now, off the event loop, for the answers that show it; a
+    video without one is still saved (the answer then goes without, or tries again)."""
+    from kling_mcp.clips import ClipError, contact_sheet  # loads FFmpeg: only once a video is saved
+
+    try:
+        contact_sheet(video)
+    except (ClipError, OSError) as error:
+        logger.warning("No contact sheet for %s: %s", video, error)
 
 
 def _orphaned(record: TaskRecord) -> bool:
