@@ -377,6 +377,8 @@ async def test_a_local_web_page_is_refused_unless_the_operator_allows_its_exact_
     token = new_token("browser")
     for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://[::1]:3000"):
         assert (await post(shared, [*bearer(token), ("origin", origin)])).status_code == 403, origin
+    own = f"http://127.0.0.1:{shared.port}"  # the server's own origin: no other site rebinds to it
+    assert (await post(shared, [*bearer(token), ("origin", own)])).status_code == 200
     allowed = ("--allow-origin", "http://localhost:3000")
     async with replica(hosted_env(base_url(emulator), tmp_path), tmp_path, *allowed) as running:
         exact = await post(running, [*bearer(token), ("origin", "http://localhost:3000")])

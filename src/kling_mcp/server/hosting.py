@@ -86,7 +86,8 @@ def serve_http(
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[*allowed_hosts, *_loopback_hosts(port)],
-        allowed_origins=origins,
+        # This server's own origin is no rebinding: a rebound page's Origin names the attacker's site.
+        allowed_origins=[*origins, *(f"http://{name}" for name in _loopback_hosts(port))],
     )
     mcp_app = server.streamable_http_app(stateless_http=True, transport_security=security, host=host)
     gate = HostedGate(mcp_app, server, settings)
