@@ -22,6 +22,7 @@ from kling_mcp.server.prompts import register_prompts
 from kling_mcp.server.roots import ClientRoots
 from kling_mcp.server.sdk import ServerTool, ToolTableServer
 from kling_mcp.server.state import AppState
+from kling_mcp.server.subscriptions import TaskSubscriptions
 from kling_mcp.server.tasks_extension import TasksExtension
 from kling_mcp.server.tool_cache import kept_definitions
 from kling_mcp.server.tools.resources import register_resources
@@ -61,6 +62,8 @@ class KlingServer(ToolTableServer):
         self.states: list[AppState] = []
 
     def published_definitions(self) -> list[MCPTool]:
+        if self.tools_built:  # at hand, and it may hold tools added to it (a test's fixtures)
+            return super().published_definitions()
         return kept_definitions(self.kling_settings, super().published_definitions)
 
     def state(self) -> AppState:
@@ -73,12 +76,14 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
     """The server, ready to run; `transport` lets tests route its HTTP calls."""
     configure_logging(settings.log_level)
     roots = ClientRoots()
+    subscriptions = TaskSubscriptions()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         async with AsyncExitStack() as stack:
             active = await stack.enter_async_context(_demo_api(settings)) if settings.demo else settings
             app = await stack.enter_async_context(_running(active, transport, roots))
+            app.tasks.listen(subscriptions.changed)
             server.states.append(app)
             try:
                 yield app
@@ -98,6 +103,7 @@ def create_server(settings: Settings, transport: httpx.AsyncBaseTransport | None
     )
     server.middleware.append(roots.watch)
     server.middleware.append(serve_log_levels)
+    server.middleware.append(subscriptions.serve)
     write_one_line()  # the SDK's log handler, set up with the server, quotes what clients send
     register_prompts(server)
     register_resources(server, server.state)

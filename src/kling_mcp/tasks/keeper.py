@@ -37,7 +37,7 @@ from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
 from kling_mcp.tasks.callers import Caller
 from kling_mcp.tasks.journal import StatusUpdate, TaskJournal, TaskRecord
-from kling_mcp.tasks.poller import TaskPoller
+from kling_mcp.tasks.poller import OnStatuses, TaskPoller
 
 OnSaveProgress = Callable[[int, int | None], Awaitable[None]]
 LEASE_SECONDS = 10.0
@@ -91,6 +91,8 @@ class TaskKeeper:
         self._renewing = False
         self.holder = uuid.uuid4().hex
         """This server's name on the leases it holds."""
+        self.listeners: list[OnStatuses] = []
+        """Told every status seen, after it is recorded (resource subscriptions listen here)."""
         poller.on_statuses = self.observe
 
     async def resume(self) -> None:
@@ -173,8 +175,10 @@ class TaskKeeper:
                 )
 
     async def observe(self, statuses: dict[str, TaskStatus]) -> None:
-        """Record what a poll or a lookup saw; save each video that just became ready."""
+        """Record what a poll or a lookup saw, tell the listeners; save each video that just became ready."""
         await self.journal.record_statuses([StatusUpdate.from_status(status) for status in statuses.values()])
+        for listener in self.listeners:
+            await listener(statuses)
         if not self._auto_download:
             return
         for status in statuses.values():

@@ -39,7 +39,7 @@ from kling_mcp.tasks.journal import (
     Twin,
 )
 from kling_mcp.tasks.keeper import LEASE_SECONDS, OnSaveProgress, SaveError, TaskKeeper
-from kling_mcp.tasks.poller import OnTick, TaskPoller
+from kling_mcp.tasks.poller import OnStatuses, OnTick, TaskPoller
 from kling_mcp.tasks.store import open_journal
 
 Say = Callable[[str], Awaitable[None]]
@@ -412,6 +412,10 @@ class TaskService:
     async def resume(self) -> None:
         """Follow the tasks a stopped server left running, and save the videos it never saved."""
         await self._keeper.resume()
+
+    def listen(self, listener: OnStatuses) -> None:
+        """Have `listener` told every task status this server sees, once it is recorded."""
+        self._keeper.listeners.append(listener)
 
     async def ping(self) -> None:
         await self._journal.ping()
