@@ -1,109 +1,109 @@
-"""Every use of the MCP SDK's internals, in one place.
+"""Where kling-mcp's tools meet the MCP SDK: through `MCPServer`'s public methods only.
 
 kling-mcp publishes each tool's input model as its schema and lets that model alone validate the
-arguments (so every rejection names its field and lists all problems at once). The SDK's public
-`MCPServer.add_tool` derives a validating model from a function signature instead, and builds it at
-registration, which is most of this server's start-up time. So three internals are used here:
+arguments (so every rejection names its field and lists all problems at once). The SDK's own tools
+(`add_tool`, `MCPServer(tools=[...])`) derive a validating model from a function signature instead,
+and build it at registration. So a `ToolTableServer` keeps its own table of tools, built when first
+needed, and serves it from the two public methods every `tools/list` and `tools/call` goes through:
+`list_tools()` and `call_tool()`. A tool is its published definition (`mcp.types.Tool`) and a
+function of the raw arguments. (The SDK does not know these tools' schemas, so it finds no
+`x-mcp-header` parameter in them to check `Mcp-Param-*` headers against; none of ours declares one.)
 
-- `Tool(...)` built by hand with `FuncMetadata`: the published `parameters` are our schema, and the
-  SDK's argument model is `_RawArguments`, a pass-through (`ArgModelBase` with extra fields allowed),
-  so the raw arguments reach the tool function untouched. The public replacement would be an
-  `add_tool(..., input_schema=..., validate=False)`, which mcp 2.3 does not offer.
-- `MCPServer._tool_manager`, replaced by a `ToolManager(tools=...)` built on the first `tools/list`
-  or `tools/call`, so no tool is built before a client needs one. The public replacement would be a
-  lazy tool provider; `add_tool` at start-up works too, at the cost of start-up time.
-- `ToolManager.get_tool`, to answer an unknown tool name without echoing it back whole (the SDK's own
-  "Unknown tool: <name>" quotes a 10,000-character name in full).
+`call_tool` keeps the SDK's contract: a `ToolError` (the caller's mistake, or an expected failure)
+becomes an error result that names the tool, anything else an error result that says no more than
+the tool's name (the details go to the log), and an `MCPError` a protocol error. An unknown tool is
+a protocol error (invalid params) whose message quotes the name short: a client may send anything.
 
-tests/test_sdk.py fails loudly if an SDK upgrade changes what these rely on.
+tests/test_sdk.py fails if an SDK upgrade stops routing tools through these methods.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool, ToolManager
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from kling_mcp.domain.fields import quote
 
-ToolFunction = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
+ToolResult = CallToolResult | InputRequiredResult
+ToolCall = Callable[[Context[Any, Any], dict[str, Any]], Awaitable[ToolResult]]
+"""`call(ctx, arguments)`: the call's context and its arguments exactly as sent."""
 
 
-class _RawArguments(ArgModelBase):
-    """The arguments of a call, exactly as sent."""
+@dataclass(frozen=True)
+class ServerTool:
+    definition: MCPTool
+    """What `tools/list` publishes."""
+    call: ToolCall
+    output_model: type[BaseModel] | None = None
+    """What a successful result's structured content must be, as `definition.output_schema` says."""
 
-    model_config = ConfigDict(extra="allow")
+    @property
+    def name(self) -> str:
+        return self.definition.name
 
-    def model_dump_one_level(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-@functools.cache
-def _pass_through(output_model: type[BaseModel], output_schema_json: str) -> FuncMetadata:
-    """Raw arguments in; results checked against `output_model`, published with our schema."""
-    return FuncMetadata(
-        arg_model=_RawArguments, output_model=output_model, output_schema=json.loads(output_schema_json)
-    )
-
-
-def make_tool(
-    fn: ToolFunction,
-    *,
-    name: str,
-    title: str,
-    description: str,
-    input_schema: dict[str, Any],
-    output_model: type[BaseModel],
-    output_schema: dict[str, Any],
-    annotations: ToolAnnotations,
-    meta: dict[str, Any] | None = None,
-) -> Tool:
-    """An SDK tool whose `fn(ctx, **arguments)` gets the raw arguments and publishes `input_schema`."""
-    return Tool(
-        fn=fn,
-        name=name,
-        title=title,
-        description=description,
-        parameters=input_schema,
-        fn_metadata=_pass_through(output_model, json.dumps(output_schema, sort_keys=True)),
-        is_async=True,
-        context_kwarg="ctx",
-        annotations=annotations,
-        meta=meta,
-    )
+    async def run(self, arguments: dict[str, Any], ctx: Context[Any, Any]) -> ToolResult:
+        """Call the tool, with the SDK's error contract (see the module's docstring)."""
+        try:
+            result = await self.call(ctx, arguments)
+            if self.output_model is not None and isinstance(result, CallToolResult) and not result.is_error:
+                self.output_model.model_validate(result.structured_content)
+            return result
+        except MCPError:
+            raise
+        except ToolError as error:
+            raise ToolError(f"Error executing tool {self.name}: {error}") from error
+        except Exception as error:
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from error
 
 
-class LazyToolsServer(MCPServer[Any]):
-    """An MCPServer whose tools are built when first listed or called, not at start-up."""
+class ToolTableServer(MCPServer[Any]):
+    """An MCPServer serving a table of `ServerTool`s, built when a client first calls one, or lists
+    them (unless `published_definitions` knows them without it).
 
-    def __init__(self, build_tools: Callable[[], Sequence[Tool]], **options: Any) -> None:
+    Tools given to the SDK itself (by an extension, or `add_tool`) are listed and called as well.
+    """
+
+    def __init__(self, build_tools: Callable[[], Sequence[ServerTool]], **options: Any) -> None:
         super().__init__(**options)
-        self._make_tools = build_tools
-        self._tools_built = False
+        self._build_tools = build_tools
 
-    def _build_tools(self) -> None:
-        if not self._tools_built:
-            # The SDK takes ready-made tools only when its tool manager is made, so make it anew.
-            self._tool_manager = ToolManager(tools=list(self._make_tools()))
-            self._tools_built = True
+    @functools.cached_property
+    def tool_table(self) -> dict[str, ServerTool]:
+        return {tool.name: tool for tool in self._build_tools()}
+
+    @property
+    def tools_built(self) -> bool:
+        return "tool_table" in vars(self)  # where functools.cached_property keeps it
+
+    @functools.cached_property
+    def definitions(self) -> list[MCPTool]:
+        return self.published_definitions()
+
+    def published_definitions(self) -> list[MCPTool]:
+        """What `tools/list` publishes of the table, asked once."""
+        return [tool.definition for tool in self.tool_table.values()]
 
     async def list_tools(self) -> list[MCPTool]:
-        self._build_tools()
-        return await super().list_tools()
+        return self.definitions + await super().list_tools()
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        self._build_tools()
-        if self._tool_manager.get_tool(name) is None:
-            raise ToolError(f"Unknown tool {quote(name)}: call tools/list for the tools this server has.")
-        return await super().call_tool(name, arguments, context)
+    ) -> ToolResult:
+        tool = self.tool_table.get(name)
+        if tool is None:
+            if name not in {listed.name for listed in await super().list_tools()}:
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown tool {quote(name)}: call tools/list for the tools this server has.",
+                )
+            return await super().call_tool(name, arguments, context)
+        return await tool.run(arguments, context or Context(mcp_server=self))
