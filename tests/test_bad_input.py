@@ -150,8 +150,16 @@ BASE_CALLS: dict[str, list[dict[str, Any]]] = {
     "kling_list_tasks": [{"state": "running", "tool": "kling_generate_video", "since_hours": 1}],
     "kling_download_video": [{"task_id": "task-1"}],
     "kling_list_models": [{}],
+    "kling_extract_frame": [{"source": "task-1", "at": 2.5}, {"source": "task-1", "at": "last"}],
+    "kling_join_videos": [{"sources": ["task-1", "task-2"], "output": "film.mp4"}],
 }
-FREE_TOOLS = {"kling_list_tasks", "kling_download_video", "kling_list_models"}
+FREE_TOOLS = {
+    "kling_list_tasks",
+    "kling_download_video",
+    "kling_list_models",
+    "kling_extract_frame",
+    "kling_join_videos",
+}
 """Answered without the API (from the journal), so they have no valid call that reaches it."""
 LOOKUP_TOOLS = {"kling_get_task", "kling_get_tasks_batch"}
 
@@ -248,6 +256,8 @@ def kind_of(schema: dict[str, Any]) -> str:
     """What a field holds, from its published schema alone: the classes of invalid values it gets."""
     if "enum" in schema:
         return "enum"
+    if "anyOf" in schema:  # a named choice or a number: kling_extract_frame's `at`
+        return "choice_or_number"
     kind = schema.get("type")
     if kind == "string":
         if schema.get("format") == "uri":
@@ -298,6 +308,8 @@ def invalid_values(schema: dict[str, Any], example: Any) -> list[Any]:
     if kind == "enum":
         choices = schema["enum"]
         return ["no-such-choice", str(choices[0]).upper() + "!", 7, -1.5, [], {}, [choices[0]]]
+    if kind == "choice_or_number":
+        return ["no-such-choice", "LAST", -1, -0.5, "x5", [], {}]
     if kind == "web_url":
         return [*BAD_URLS, "relative/cat.png", "/home/me/cat.png", *WRONG_FOR_STRINGS]
     if kind == "media":
