@@ -148,7 +148,7 @@ async def test_a_file_that_may_not_be_used_is_refused_before_anything_is_sent(
     text = text_of(result)
     assert f"start_image_url: the local file {given!r}" in text
     assert rule in text
-    assert f"Allowed directories: {setup.allowed}." in text
+    assert f"Allowed directories: {setup.allowed}, {setup.settings.output_dir}." in text
     assert "KLING_INPUT_DIRS" in text
     assert "Nothing was uploaded and nothing was charged." in text
     assert setup.emulator.uploads.received_count == 0
@@ -189,7 +189,8 @@ async def test_the_clients_roots_are_honoured(setup: Setup, mode: Any) -> None:
         assert not accepted.is_error, text_of(accepted)
         refused = await animate(client, elsewhere)
         assert refused.is_error
-        assert f"Allowed directories: {shared}, {setup.allowed}." in text_of(refused)
+        allowed = f"{shared}, {setup.allowed}, {setup.settings.output_dir}"
+        assert f"Allowed directories: {allowed}." in text_of(refused)
     assert roots.asked >= 1
     assert setup.uploads == [in_root.read_bytes()]
     assert len(setup.emulator.submissions) == 1
@@ -245,7 +246,8 @@ async def test_progress_covers_the_upload(setup: Setup) -> None:
     assert not result.is_error, text_of(result)
     uploading = [message for message in progress.messages if "uploading cat.png" in message]
     assert uploading, progress.messages
-    assert any(f"of {cat.stat().st_size / 1e6:.1f} MB" in message for message in uploading)
+    size = cat.stat().st_size / 1024 / 1024  # in MB as the size limits count them
+    assert any(f"of {size:.1f} MB" in message for message in uploading)
     first_submitted = next(n for n, message in enumerate(progress.messages) if "submitted" in message)
     assert progress.messages.index(uploading[-1]) < first_submitted
 
