@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -90,11 +89,11 @@ async def test_a_large_video_streams_with_progress(
 
 
 async def test_a_rejected_token_says_a_platform_token_may_be_needed_without_leaking_it(
-    tmp_path: Path, emu: Emulator, base_url: str, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, emu: Emulator, base_url: str, http: httpx.AsyncClient, kling_log: pytest.LogCaptureFixture
 ) -> None:
     wrong = "sk-api-token-not-for-files-93ab"
     file = checked(tmp_path, "cat.png", media.png())
-    with caplog.at_level(logging.DEBUG, logger="kling_mcp"), pytest.raises(UploadError) as raised:
+    with pytest.raises(UploadError) as raised:
         await upload(http, base_url, wrong, file)
     message = str(raised.value)
     assert "HTTP 401" in message
@@ -107,7 +106,8 @@ async def test_a_rejected_token_says_a_platform_token_may_be_needed_without_leak
     assert raised.value.trace_id
     assert raised.value.trace_id in message
     assert wrong not in message
-    assert wrong not in caplog.text
+    assert "upload of cat.png -> 401" in kling_log.text, "the answer was not logged: nothing was checked"
+    assert wrong not in kling_log.text
     assert emu.uploads.received_count == 0
 
 
@@ -155,31 +155,6 @@ async def test_no_token_sends_nothing(
     with pytest.raises(UploadError, match=r"no token is set\. Set ACEDATACLOUD_PLATFORM_TOKEN"):
         await upload(http, base_url, None, file)
     assert emu.counts[UPLOAD_PATH] == 0
-
-
-class MemoryCache:
-    def __init__(self) -> None:
-        self.urls: dict[str, str] = {}
-        self.remembered: list[tuple[str, str, int, str]] = []
-
-    def hosted_url(self, sha256: str) -> str | None:
-        return self.urls.get(sha256)
-
-    def remember_upload(self, sha256: str, url: str, *, size: int, mime: str) -> None:
-        self.urls[sha256] = url
-        self.remembered.append((sha256, url, size, mime))
-
-
-async def test_the_same_content_is_uploaded_once_with_a_cache(
-    tmp_path: Path, emu: Emulator, base_url: str, http: httpx.AsyncClient
-) -> None:
-    cache = MemoryCache()
-    first = checked(tmp_path, "cat.png", media.png())
-    again = checked(tmp_path, "copy of cat.png", media.png())
-    url = await upload(http, base_url, TOKEN, first, cache=cache)
-    assert await upload(http, base_url, TOKEN, again, cache=cache) == url
-    assert emu.uploads.received_count == 1
-    assert cache.remembered == [(first.sha256, url, first.size, "image/png")]
 
 
 # The host's answers and transport failures, scripted.
@@ -254,15 +229,16 @@ async def test_a_failure_after_sending_is_never_retried(
 
 
 async def test_a_cut_off_upload_never_shows_the_token_its_error_carried(
-    tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient, kling_log: pytest.LogCaptureFixture
 ) -> None:
     host.post(UPLOAD_PATH).mock(side_effect=httpx.ReadError(f"reset by a proxy that echoed Bearer {TOKEN}"))
-    with caplog.at_level(logging.DEBUG, logger="kling_mcp"), pytest.raises(UploadError) as raised:
+    with pytest.raises(UploadError) as raised:
         await upload(http, HOST, TOKEN, checked(tmp_path, "cat.png", media.png()))
     assert "cut off" in str(raised.value)
     assert "reset by a proxy that echoed Bearer ***" in str(raised.value)
     assert TOKEN not in str(raised.value)
-    assert TOKEN not in caplog.text
+    assert "Uploading cat.png" in kling_log.text, "nothing was logged: nothing was checked"
+    assert TOKEN not in kling_log.text
 
 
 async def test_a_gateway_page_is_reported_in_words(
@@ -274,10 +250,11 @@ async def test_a_gateway_page_is_reported_in_words(
 
 
 async def test_a_token_echoed_by_the_host_is_redacted(
-    tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, host: respx.MockRouter, http: httpx.AsyncClient, kling_log: pytest.LogCaptureFixture
 ) -> None:
     host.post(UPLOAD_PATH).respond(400, json={"error": {"message": f"bad header: Bearer {TOKEN}"}})
-    with caplog.at_level(logging.DEBUG, logger="kling_mcp"), pytest.raises(UploadError) as raised:
+    with pytest.raises(UploadError) as raised:
         await upload(http, HOST, TOKEN, checked(tmp_path, "cat.png", media.png()))
     assert "bad header: Bearer ***" in str(raised.value)
-    assert TOKEN not in caplog.text
+    assert "upload of cat.png -> 400" in kling_log.text, "the answer was not logged: nothing was checked"
+    assert TOKEN not in kling_log.text

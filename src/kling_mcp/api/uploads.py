@@ -16,7 +16,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO
 
 import anyio
 import httpx
@@ -38,14 +38,6 @@ NO_TASK = "No video task was started and nothing was charged."
 
 OnProgress = Callable[[int, int], Awaitable[None]]
 """Called with (bytes of the file sent, its size) as the upload goes."""
-
-
-class UploadCache(Protocol):
-    """Where hosted URLs are remembered by content, so the same file is uploaded once."""
-
-    def hosted_url(self, sha256: str) -> str | None: ...
-
-    def remember_upload(self, sha256: str, url: str, *, size: int, mime: str) -> None: ...
 
 
 class UploadError(KlingMcpError):
@@ -84,25 +76,15 @@ async def upload(
     token: str | None,
     file: LocalFile,
     on_progress: OnProgress | None = None,
-    *,
-    cache: UploadCache | None = None,
 ) -> str:
-    """Upload `file` to the file hosting at `base_url` and answer its hosted URL, as the host gave it.
-
-    With `cache`, a file already uploaded (same sha256) is not sent again. Raises UploadError.
-    """
-    if cache is not None and (known := cache.hosted_url(file.sha256)):
-        logger.debug("%s was uploaded before: %s", file.name, known)
-        return known
+    """Upload `file` to the file hosting at `base_url` and answer its hosted URL, as the host gave it;
+    raises UploadError. (The task service remembers the URL, so the same content goes up once.)"""
     if not token:
         raise UploadError(
             f"Cannot upload {file.name}: no token is set. "
             "Set ACEDATACLOUD_PLATFORM_TOKEN (or ACEDATACLOUD_API_TOKEN)."
         )
-    url = await _send(http, base_url.rstrip("/") + UPLOAD_PATH, token, file, on_progress)
-    if cache is not None:
-        cache.remember_upload(file.sha256, url, size=file.size, mime=file.mime)
-    return url
+    return await _send(http, base_url.rstrip("/") + UPLOAD_PATH, token, file, on_progress)
 
 
 async def _send(

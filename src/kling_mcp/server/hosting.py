@@ -342,10 +342,6 @@ class TokenCheck:
     def __init__(self) -> None:
         self._verdicts: dict[str, tuple[bool, float]] = {}
 
-    def __len__(self) -> int:
-        """How many tokens' verdicts it remembers."""
-        return len(self._verdicts)
-
     def remembered(self, key: str) -> bool | None:
         """The verdict on this token while it is remembered (asking costs no lookup), else None."""
         verdict, until = self._verdicts.get(key, (False, 0.0))
