@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import respx
 from mcp import Client
 
+from kling_mcp.logs import logger
 from kling_mcp.server.app import create_server
 from kling_mcp.settings import Settings
 
@@ -31,6 +33,21 @@ GENERATION_PATHS = (
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def kling_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.LogCaptureFixture]:
+    """Every record of the kling_mcp logger from DEBUG up, captured on the logger itself: a server
+    started earlier in the same process turns its propagation to the root logger off."""
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="kling_mcp"):
+            yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 class FakeKling:

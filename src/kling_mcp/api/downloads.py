@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.logs import logger
 
 SLUG_CHARS = 40
@@ -49,7 +50,7 @@ RefreshUrl = Callable[[], Awaitable["str | None"]]
 """Asks the API for the task again and returns its fresh `video_url` (None if there is none)."""
 
 
-class DownloadError(Exception):
+class DownloadError(KlingMcpError):
     """A video could not be saved; the message names the directory, the reason and what to do."""
 
     def __init__(self, directory: Path, reason: str) -> None:
@@ -57,8 +58,6 @@ class DownloadError(Exception):
             f"Could not save the video in {directory}: {reason}. "
             "The task's link is kept, so kling_download_video can retry later."
         )
-        self.directory = directory
-        self.reason = reason
 
 
 def video_filename(task_id: str, prompt: str | None, when: datetime) -> str:

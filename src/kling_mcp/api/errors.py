@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from kling_mcp.errors import KlingMcpError
 from kling_mcp.settings import TOKEN_HELP
 
 
@@ -85,7 +86,7 @@ def kind_for(status: int | None, code: str | None) -> ErrorKind:
     return ErrorKind.INVALID_REQUEST
 
 
-class KlingError(Exception):
+class KlingError(KlingMcpError):
     """A failed API call, or an API that could not be reached."""
 
     def __init__(
