@@ -1,12 +1,15 @@
 """kling-mcp with the conformance suite's fixtures, for the scenarios that call them by name.
 
 Some of the suite's scenarios call prompts and tools of its own (`test_simple_prompt`,
-`test_error_handling`, ...). A real server cannot have them, so tests/test_conformance.py lists
-those scenarios as fixture-only for `kling-mcp --demo`, and runs the ones below against this
+`test_error_handling`, `slow_compute`, ...). A real server cannot have them, so tests/test_conformance.py
+lists those scenarios as fixture-only for `kling-mcp --demo`, and runs the ones below against this
 server instead: the demo server itself (`create_server`), whose fixtures go through kling-mcp's
 own machinery, prompts as `PromptSpec`s (its registration, argument checks and completion), tools
 as `ServerTool`s in its tool table (its error contract, and the client's roots asked for as its tools
-ask), so that the suite checks our code.
+ask), so that the suite checks our code. The Tasks fixtures `slow_compute` and `failing_job` are
+paid generation tools like kling-mcp's own (`paid_tool`): a host that speaks Tasks gets a task of the
+task service, the demo emulator making the video (in the seconds the prompt names, or failing it as
+the prompt asks); any other host gets the waiting call.
 
 Run as `python -m tests.conformance.fixture_server --transport http --port PORT` (the arguments of
 `kling-mcp` that tests/hosted.py's `replica` passes); it answers `/healthz` once it serves.
@@ -23,6 +26,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, InputRequiredResult, TextContent
 from mcp.types import Tool as MCPTool
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -31,7 +35,13 @@ from kling_mcp.server.prompts import PromptSpec
 from kling_mcp.server.roots import RootsRequired
 from kling_mcp.server.sdk import ServerTool, ToolCall
 from kling_mcp.server.state import app_state
+from kling_mcp.server.tools.catalog import build_tool, server_defaults
+from kling_mcp.server.tools.common import GenerationRequest
+from kling_mcp.server.tools.generation import paid_tool
 from kling_mcp.settings import Settings
+
+FAIL_MARKER = "[fail]"
+"""What makes the emulator fail a generation (its default `fail_marker`)."""
 
 
 def simple_prompt() -> str:
@@ -76,8 +86,38 @@ async def list_roots(
     return CallToolResult(content=[TextContent(type="text", text=f"The client's roots: {roots}")])
 
 
-def _fixture_tool(name: str, description: str, call: ToolCall) -> ServerTool:
-    return ServerTool(MCPTool(name=name, description=description, input_schema={"type": "object"}), call)
+async def greet(ctx: Context[Any, Any], arguments: dict[str, Any]) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=f"Hello, {arguments.get('name', 'World')}!")]
+    )
+
+
+class SlowCompute(GenerationRequest):
+    """A text-to-video generation that the emulator takes `seconds` to make (its prompt says "[N s]")."""
+
+    endpoint = "/kling/videos"
+
+    seconds: float = Field(ge=0, le=999, description="How long the generation takes.")
+    label: str = Field("slow_compute", max_length=200, description="Names the generation in its prompt.")
+
+    def payload(self) -> dict[str, Any]:
+        return {"action": "text2video", "prompt": f"{self.label} [{self.seconds:.3f} s]"}
+
+
+class FailingJob(GenerationRequest):
+    """A text-to-video generation that the emulator fails after a second."""
+
+    endpoint = "/kling/videos"
+
+    def payload(self) -> dict[str, Any]:
+        return {"action": "text2video", "prompt": f"failing_job {FAIL_MARKER} [1 s]"}
+
+
+def _fixture_tool(
+    name: str, description: str, call: ToolCall, input_schema: dict[str, Any] | None = None
+) -> ServerTool:
+    definition = MCPTool(name=name, description=description, input_schema=input_schema or {"type": "object"})
+    return ServerTool(definition, call)
 
 
 FIXTURE_TOOLS = (
@@ -90,6 +130,16 @@ FIXTURE_TOOLS = (
         "Asks for the client's roots (the suite's test_input_required_result_list_roots).",
         list_roots,
     ),
+    _fixture_tool(
+        "greet",
+        "Says hello at once, never as a task (the suite's greet).",
+        greet,
+        {"type": "object", "properties": {"name": {"type": "string"}}},
+    ),
+)
+GENERATION_FIXTURES = (
+    paid_tool("slow_compute", "Slow compute", SlowCompute, "A generation taking `seconds` (the suite's)."),
+    paid_tool("failing_job", "Failing job", FailingJob, "A generation that fails (the suite's failing_job)."),
 )
 
 
@@ -98,7 +148,8 @@ def fixture_server(settings: Settings) -> KlingServer:
     server = create_server(dataclasses.replace(settings, demo=True))
     for spec in FIXTURE_PROMPTS:
         server.add_prompt(spec.prompt())
-    server.tool_table.update({tool.name: tool for tool in FIXTURE_TOOLS})
+    generations = [build_tool(spec, server_defaults(spec, settings)) for spec in GENERATION_FIXTURES]
+    server.tool_table.update({tool.name: tool for tool in (*FIXTURE_TOOLS, *generations)})
 
     @server.custom_route("/healthz", methods=["GET"])
     async def health(_: Request) -> JSONResponse:

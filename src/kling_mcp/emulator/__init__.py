@@ -17,7 +17,8 @@ What it answers (every call is POST + JSON with `authorization: Bearer <token>`)
   at once (and POST the final result to the callback_url when done, best effort);
   otherwise they hold the call and answer the final result.
 - A prompt (or lip-sync text) containing `fail_marker` ends `failed` with code
-  `task_failed`; one containing "[moderation]" ends `failed` with `moderation_blocked`.
+  `task_failed`; one containing "[moderation]" ends `failed` with `moderation_blocked`;
+  one containing "[N s]" (N seconds, at most 999) ends N seconds later instead.
 - `/kling/tasks` action `retrieve` answers the task object; while the task runs its
   `response` is missing, then `{}`, then `{"state": "processing"}`. An unknown id is
   HTTP 404 with error code `not_found` (the contract does not say; this is what a REST API

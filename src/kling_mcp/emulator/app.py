@@ -101,7 +101,8 @@ class Emulator:
             return error_response(400, "bad_request", problem)
         task = new_task(body, task_seconds=self.task_seconds, fail_marker=self.fail_marker)
         self.tasks[task.id] = task
-        logger.info("%s: task %s will %s in %.1f s", path, task.id, task.final_state, self.task_seconds)
+        seconds = task.finishes_at - task.created_at
+        logger.info("%s: task %s will %s in %.1f s", path, task.id, task.final_state, seconds)
         media_base_url = self._media_base_url(request)
         callback_url = body.get("callback_url")
         if isinstance(callback_url, str):

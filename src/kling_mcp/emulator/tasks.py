@@ -6,6 +6,7 @@ and is done from then on, so nothing needs a timer to move it along.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,6 +17,8 @@ FinalState = Literal["succeed", "failed"]
 
 MODERATION_MARKER = "[moderation]"
 """A prompt (or lip-sync text) containing this ends `failed` with code `moderation_blocked`."""
+SECONDS_MARKER = re.compile(r"\[(\d{1,3}(?:\.\d+)?) s\]")
+"""A prompt (or lip-sync text) containing "[N s]" runs N seconds instead of the emulator's task_seconds."""
 
 DEFAULT_DURATION = "5.066"
 """The duration a video reports when the request named none (the API's default is 5 s)."""
@@ -113,14 +116,19 @@ def new_task(request: Json, *, task_seconds: float, fail_marker: str | None) -> 
         id=new_id(),
         request=request,
         created_at=now,
-        finishes_at=now + task_seconds,
+        finishes_at=now + _scripted_seconds(request, task_seconds),
         trace_id=new_id(),
         error=_scripted_error(request, fail_marker),
     )
 
 
+def _scripted_seconds(request: Json, task_seconds: float) -> float:
+    marked = SECONDS_MARKER.search(_words(request))
+    return task_seconds if marked is None else float(marked[1])
+
+
 def _scripted_error(request: Json, fail_marker: str | None) -> TaskError | None:
-    words = " ".join(str(request.get(key, "")) for key in ("prompt", "text"))
+    words = _words(request)
     if MODERATION_MARKER in words:
         return TaskError(
             "moderation_blocked", "The request was blocked by the content policy: change the prompt."
@@ -130,6 +138,11 @@ def _scripted_error(request: Json, fail_marker: str | None) -> TaskError | None:
             "task_failed", f"The video could not be generated: the prompt contains {fail_marker!r}."
         )
     return None
+
+
+def _words(request: Json) -> str:
+    """What a request says in words: its prompt, or its lip-sync text."""
+    return " ".join(str(request.get(key, "")) for key in ("prompt", "text"))
 
 
 def _reported_duration(request: Json) -> str:

@@ -5,9 +5,12 @@ a paid generation, a task handle at once instead of a wait: the task is the jour
 reservation wrote, so it exists before the answer leaves, outlives a restart, and any replica on
 the same Postgres answers for it. `tasks/get` reads the entry (brought up to date with the API when
 no one here follows it) and, once the video is saved, carries the same CallToolResult the tool
-gives; `tasks/cancel` stops what can still be stopped and says what cannot; `tasks/update` has
-nothing to answer, since no generation asks for input once started. A task is its owner's alone:
-an unknown, expired or foreign id gets the same "not found". Hosts without Tasks see no change.
+gives; `tasks/cancel` stops what can still be stopped and says what cannot, and a task cancelled
+while it ran stays cancelled (a terminal status never changes); `tasks/update` has nothing to
+answer, since no generation asks for input once started. A task is its owner's alone: an unknown,
+expired or foreign id gets the same "not found". Over HTTP, a tasks request's `Mcp-Name` header must
+be its taskId (SEP-2663's routing header, which the SDK checks only for tools, prompts and resources).
+Hosts without Tasks see no change.
 
 The 2025-11-25 form (tasks in the core protocol, `tasks/result`, `tasks/list`) is not served: its
 hosts keep the waiting tool calls, `kling_get_task` and `kling_list_tasks`.
@@ -23,8 +26,14 @@ from typing import Any
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
 from mcp.types import CallToolRequestParams, RequestParams
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, INVALID_PARAMS, MISSING_REQUIRED_CLIENT_CAPABILITY
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+)
 from pydantic import Field
 
 from kling_mcp.server.handoff import Handoff, handoff
@@ -118,13 +127,8 @@ def _task(record: TaskRecord, app: AppState) -> dict[str, Any]:
 def _status(record: TaskRecord, *, saves_videos: bool) -> tuple[str, str]:
     """The MCP status of the journal entry, and what it means in words."""
     kling = f"Kling task {record.task_id}"
-    if record.cancelled_at is not None and record.state in ("submitting", "running", "not_started"):
-        if record.task_id is None:
-            return "cancelled", "Cancelled before the request was sent: nothing was charged."
-        return "cancelled", (
-            f"Cancelled here, but {kling} runs on at AceDataCloud and is charged when it finishes; its "
-            f"video is still saved (kling_get_task {record.task_id} shows it)."
-        )
+    if record.cancelled_at is not None:
+        return _cancelled(record, kling)
     if record.state == "submitting":
         return "working", "Sending the request to Kling."
     if record.state == "running":
@@ -132,6 +136,34 @@ def _status(record: TaskRecord, *, saves_videos: bool) -> tuple[str, str]:
     if record.state == "succeeded" and saves_videos and not (record.file_path or record.download_error):
         return "working", f"{kling} is done; saving the video."
     return "completed", f"{kling}: {record.state}." if record.task_id else "The generation did not start."
+
+
+def _cancelled(record: TaskRecord, kling: str) -> tuple[str, str]:
+    """The MCP status of an entry cancelled while it ran (the service notes no other cancel): cancelled
+    for good once it is known whether the request was sent, whatever the API's task does after."""
+    if record.task_id is not None:
+        if record.state == "succeeded":
+            return "cancelled", (
+                f"Cancelled here, but {kling} ran on at AceDataCloud and succeeded (so it is charged): "
+                f"kling_get_task {record.task_id} shows its video."
+            )
+        if record.state == "failed":
+            return "cancelled", (
+                f"Cancelled here; {kling} ran on at AceDataCloud and failed: kling_get_task "
+                f"{record.task_id} says why."
+            )
+        return "cancelled", (
+            f"Cancelled here, but {kling} runs on at AceDataCloud and is charged when it finishes; its "
+            f"video is still saved (kling_get_task {record.task_id} shows it)."
+        )
+    if record.state == "submitting":  # sent or not, its answer tells: until then, still working
+        return "working", "Cancelling: the request may already be on its way to Kling."
+    if record.state == "not_started":
+        return "cancelled", "Cancelled before the request was sent: nothing was charged."
+    return "cancelled", (
+        "Cancelled while the request was being sent, and its answer was lost: it may have started and be "
+        "charged (kling_list_tasks shows it as maybe_started)."
+    )
 
 
 def _known(record: TaskRecord | None, task_id: str) -> TaskRecord:
@@ -147,14 +179,17 @@ def _opted_in(meta: Mapping[str, Any] | None) -> bool:
     return isinstance(extensions, Mapping) and EXTENSION in extensions
 
 
-def _caller(ctx: ServerRequestContext[Any, Any], params: RequestParams, app: AppState) -> Caller:
+def _caller(ctx: ServerRequestContext[Any, Any], params: TaskParams, app: AppState) -> Caller:
     if not _opted_in(params.meta):
         raise MCPError(
             MISSING_REQUIRED_CLIENT_CAPABILITY,
             f"Missing required client capability: the {EXTENSION} extension.",
             {"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
         )
-    return app.caller_for(getattr(ctx.request, "headers", None))
+    headers = getattr(ctx.request, "headers", None)
+    if headers is not None and decode_header_value(headers.get(MCP_NAME_HEADER)) != params.task_id:
+        raise MCPError(HEADER_MISMATCH, "The Mcp-Name header must be the taskId of the request (SEP-2663).")
+    return app.caller_for(headers)
 
 
 def _app(ctx: ServerRequestContext[Any, Any]) -> AppState:

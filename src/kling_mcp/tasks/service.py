@@ -98,6 +98,15 @@ class SavedFile:
     expected: Path | None = None
 
 
+@dataclass(frozen=True)
+class _Unsent:
+    """An order started without a caller, while a cancel can still stop it: before it is sent."""
+
+    stop: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    settled: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    """Set once the order is stopped, or past stopping."""
+
+
 class TaskService:
     def __init__(
         self,
@@ -120,8 +129,8 @@ class TaskService:
         self._follow_unwaited = follow_unwaited
         """Whether a task whose call stopped waiting is followed on with the server's own token."""
         self._background = background
-        self._detached: dict[str, anyio.CancelScope] = {}
-        """The orders started without a caller and not yet submitted, by journal entry."""
+        self._detached: dict[str, _Unsent] = {}
+        """The orders started without a caller that a cancel can still stop, by journal entry."""
 
     # --- Starting a paid task ---
 
@@ -152,32 +161,58 @@ class TaskService:
         outcome = await self._admit(caller, order)
         if isinstance(outcome, Twin):
             return outcome.record
-        self._background.start_soon(self._run_detached, caller, order, outcome.record)
+        # Stoppable from now, not from when the job first runs: a cancel that comes first is not lost.
+        unsent = self._detached[outcome.record.entry_id] = _Unsent()
+        self._background.start_soon(self._run_detached, caller, order, outcome.record, unsent)
         return outcome.record
 
-    async def _run_detached(self, caller: Caller, order: Order, record: TaskRecord) -> None:
-        with anyio.CancelScope() as scope:
-            self._detached[record.entry_id] = scope
-            try:
-                submit_by = anyio.current_time() + DETACHED_SUBMIT_SECONDS
-                started = await self._send(caller, order, record, submit_by, _unheard)
-            except TaskError:
-                return  # the journal has the failure, for the task's next reader
-            except Exception:  # a bug must not take the server's other tasks down with this one
-                logger.exception("Starting the task of journal entry %s failed", record.entry_id)
+    async def _run_detached(self, caller: Caller, order: Order, record: TaskRecord, unsent: _Unsent) -> None:
+        try:
+            if not await self._uploaded_unless_cancelled(caller, order, record, unsent):
                 return
-            finally:
-                del self._detached[record.entry_id]
-            if self._follow_unwaited:
-                self._poller.follow(started.task_id, caller.client)
+            # Past the uploads a cancel stops nothing: cut off while sending, a paid request would be
+            # out with its task id lost. The request goes, and the task runs on (see `cancel`).
+            submit_by = anyio.current_time() + DETACHED_SUBMIT_SECONDS
+            started = await self._send(caller, order, record, submit_by, _unheard)
+        except TaskError:
+            return  # the journal has the failure, for the task's next reader
+        except Exception:  # a bug must not take the server's other tasks down with this one
+            logger.exception("Starting the task of journal entry %s failed", record.entry_id)
+            return
+        if self._follow_unwaited:
+            self._poller.follow(started.task_id, caller.client)
+
+    async def _uploaded_unless_cancelled(
+        self, caller: Caller, order: Order, record: TaskRecord, unsent: _Unsent
+    ) -> bool:
+        """Upload the order's files (the journal keeps their URLs for `_send`) unless a cancel stops
+        it first; whether to send the order. Stopped or refused, the entry is not_started."""
+        try:
+            with unsent.stop:
+                await self._uploaded(order.files, caller.owner, _unheard)
+            if unsent.stop.cancel_called:
+                await self._failed(record, maybe_started=False, message="Cancelled before it was sent.")
+            return not unsent.stop.cancel_called
+        except BaseException as error:  # an upload refused, or the server stopping: nothing was sent
+            await self._failed(record, maybe_started=False, message=str(error) or type(error).__name__)
+            raise
+        finally:
+            del self._detached[record.entry_id]
+            unsent.settled.set()
 
     async def cancel(self, owner: str, entry_id: str) -> TaskRecord | None:
-        """Stop the owner's task `entry_id` where it can still be stopped (not sent yet), and note
-        the cancel; the entry, or None when the owner has none of that id. A task the API already
-        runs goes on there (and is charged): its video is still saved when it is done."""
+        """Note the cancel of the owner's task `entry_id` if it is still running, and stop it if its
+        request is not sent yet (answering once it is stopped, or past stopping); the entry, or None
+        when the owner has none of that id. A task the API already has goes on there (and is charged):
+        its video is still saved when it is done. A finished task is left as it is."""
+        record = await self._journal.entry(entry_id, owner=owner)
+        if record is None or record.state not in ("submitting", "running"):
+            return record
         record = await self._journal.cancel(entry_id, owner=owner)
-        if record is not None and (job := self._detached.get(entry_id)) is not None:
-            job.cancel()
+        if (unsent := self._detached.get(entry_id)) is not None:
+            unsent.stop.cancel()
+            await unsent.settled.wait()
+            record = await self._journal.entry(entry_id, owner=owner)
         return record
 
     async def _admit(self, caller: Caller, order: Order) -> Reserved | Twin:
