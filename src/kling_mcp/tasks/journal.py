@@ -578,10 +578,11 @@ class TaskJournal(abc.ABC):
         return records[0] if records else None
 
     async def cancel(self, entry_id: str, *, owner: str) -> TaskRecord | None:
-        """Note that the client cancelled following the entry (the first time counts); the entry, if any."""
+        """Note that the client cancelled the entry while it runs (the first time counts; a finished
+        one stays as it finished); the entry, if any."""
         await self._write(
             "UPDATE tasks SET cancelled_at = COALESCE(cancelled_at, :now), updated_at = :now "
-            "WHERE entry_id = :entry_id AND owner = :owner",
+            "WHERE entry_id = :entry_id AND owner = :owner AND state IN ('submitting', 'running')",
             {"now": self._clock(), "entry_id": entry_id, "owner": owner},
         )
         return await self.entry(entry_id, owner=owner)

@@ -205,10 +205,9 @@ class TaskService:
         request is not sent yet (answering once it is stopped, or past stopping); the entry, or None
         when the owner has none of that id. A task the API already has goes on there (and is charged):
         its video is still saved when it is done. A finished task is left as it is."""
-        record = await self._journal.entry(entry_id, owner=owner)
-        if record is None or record.state not in ("submitting", "running"):
+        record = await self._journal.cancel(entry_id, owner=owner)  # a finished one is left as it is
+        if record is None or record.cancelled_at is None:
             return record
-        record = await self._journal.cancel(entry_id, owner=owner)
         if (unsent := self._detached.get(entry_id)) is not None:
             unsent.stop.cancel()
             await unsent.settled.wait()
