@@ -151,7 +151,8 @@ async def test_results_are_the_same_plain_results_with_or_without_apps(
 @pytest.mark.anyio
 async def test_the_server_offers_the_player_and_links_it_from_every_tool_that_answers_a_video() -> None:
     async with Client(create_server(Settings()), extensions=[APPS_CLIENT]) as client:
-        assert client.server_capabilities.extensions == {EXTENSION_ID: {}, "io.modelcontextprotocol/tasks": {}}
+        offered = client.server_capabilities.extensions
+        assert offered == {EXTENSION_ID: {}, "io.modelcontextprotocol/tasks": {}}
         resources = {resource.uri for resource in (await client.list_resources()).resources}
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
