@@ -86,6 +86,8 @@ class TaskKeeper:
         self._background = background
         self._auto_download = auto_download
         self._saving: dict[str, Saving] = {}
+        self._decoding = anyio.CapacityLimiter(1)
+        """Contact sheets are made one at a time: each decodes a whole video (memory, both cores)."""
         self._waited_for: Counter[str] = Counter()
         """The tasks calls wait for here (how many calls each), whose leases are renewed."""
         self._renewing = False
@@ -238,7 +240,7 @@ class TaskKeeper:
             )
             await self.journal.record_file(task_id, saving.path)
             logger.info("Saved the video of task %s to %s", task_id, saving.path)
-            await anyio.to_thread.run_sync(_make_contact_sheet, saving.path)
+            await anyio.to_thread.run_sync(_make_contact_sheet, saving.path, limiter=self._decoding)
         except (DownloadError, SaveError, KlingError) as error:
             saving.error = str(error)
             logger.warning("Could not save the video of task %s: %s", task_id, error)
