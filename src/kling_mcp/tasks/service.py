@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from kling_mcp.api.client import QUERY_BUDGET, HttpPool, KlingClient, TaskStatus
 from kling_mcp.api.errors import KlingError
 from kling_mcp.domain.local_files import MB, LocalFile
-from kling_mcp.errors import KlingMcpError
+from kling_mcp.errors import NOTHING_SENT, KlingMcpError
 from kling_mcp.logs import logger
 from kling_mcp.policy import Policy
 from kling_mcp.settings import Settings
@@ -43,7 +43,6 @@ from kling_mcp.tasks.poller import OnStatuses, OnTick, TaskPoller
 from kling_mcp.tasks.store import open_journal
 
 Say = Callable[[str], Awaitable[None]]
-NOTHING_SENT = "nothing was sent, nothing was charged"
 DUPLICATE_WINDOW_SECONDS = 600.0
 """An identical request within this long of a task that still runs is answered with that task."""
 TWIN_CHECK_SECONDS = 0.2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,9 @@ from kling_mcp.domain.local_files import (
     check_local_file,
     is_local_reference,
 )
+from kling_mcp.errors import NOTHING_SENT
 from kling_mcp.server.roots import RootsRequired
 from kling_mcp.server.state import AppState
-from kling_mcp.server.tools.spec import NOTHING_SENT
-
-Say = Callable[[str], Awaitable[None]]
-MEGABYTE = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
 from kling_mcp.domain.fields import quote
+from kling_mcp.errors import NOTHING_SENT
 
 InputT = TypeVar("InputT", bound=BaseModel)
 Handler = Callable[..., Awaitable[CallToolResult | InputRequiredResult]]
 """`handler(request, app, ctx)`: the validated input model, the server's state, the call's context."""
-NOTHING_SENT = "nothing was sent, nothing was charged"
 FIELD_QUOTE_LIMIT = 100
 MAX_PROBLEMS_SHOWN = 10
 """A call with more problems than this gets the first ones: enough to fix, not a flood."""
