@@ -447,6 +447,34 @@ async def test_a_twin_still_being_sent_is_answered_with_its_entry(journal: TaskJ
     assert await journal.entry(sending.entry_id, owner="someone") is None
 
 
+async def test_a_cancel_is_noted_once_and_only_while_the_task_runs(
+    journal: TaskJournal, clock: Clock
+) -> None:
+    running = await start(journal, "task-1")
+    sending = await begin(journal, TOOL, ENDPOINT, {"prompt": "not answered yet"})
+    finished = await start(journal, "task-2")
+    await journal.record_statuses([succeeded("task-2")])
+
+    clock.advance(5)
+    cancelled = await journal.cancel(running.entry_id, owner="")
+    assert cancelled is not None
+    assert (cancelled.cancelled_at, cancelled.updated_at) == (clock.now, clock.now)
+    noted_at = clock.now
+    clock.advance(5)
+    again = await journal.cancel(running.entry_id, owner="")
+    assert again is not None
+    assert again.cancelled_at == noted_at  # the first cancel counts
+    sent_late = await journal.cancel(sending.entry_id, owner="")
+    assert sent_late is not None
+    assert sent_late.cancelled_at == clock.now
+
+    done = await journal.cancel(finished.entry_id, owner="")
+    assert done is not None
+    assert (done.state, done.cancelled_at) == ("succeeded", None)  # a finished task stays as it ended
+    assert await journal.cancel(running.entry_id, owner="someone else") is None
+    assert await journal.cancel("no-such-entry", owner="") is None
+
+
 async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, clock: Clock) -> None:
     start_time = clock.now
     await start(journal, "downloaded")
