@@ -475,6 +475,30 @@ async def test_a_cancel_is_noted_once_and_only_while_the_task_runs(
     assert await journal.cancel("no-such-entry", owner="") is None
 
 
+async def test_a_video_is_found_by_its_id_among_the_owners_succeeded_tasks(
+    journal: TaskJournal, clock: Clock
+) -> None:
+    await start(journal, "older", {"prompt": "first take"})
+    await journal.record_statuses([succeeded("older")])
+    clock.advance(1)
+    await start(journal, "newer", {"prompt": "second take"})
+    newer = StatusUpdate(
+        "newer", "succeeded", "succeed", video_url="https://cdn.test/n.mp4", video_id="video-older"
+    )
+    await journal.record_statuses([newer])  # the same video id twice: the newest task is the one
+    await start(journal, "running")
+    await journal.record_statuses(
+        [StatusUpdate("running", "running", "processing", video_id="video-running")]
+    )
+
+    found = await journal.with_video("video-older", owner="")
+    assert found is not None
+    assert found.task_id == "newer"
+    assert await journal.with_video("video-running", owner="") is None  # not a finished video
+    assert await journal.with_video("video-older", owner="someone else") is None
+    assert await journal.with_video("no-such-video", owner="") is None
+
+
 async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, clock: Clock) -> None:
     start_time = clock.now
     await start(journal, "downloaded")
