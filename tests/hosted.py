@@ -9,6 +9,7 @@ the SDK's streamable HTTP client, every request carrying `Authorization: Bearer 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult, TextContent
+
+from kling_mcp.emulator import Emulator
 
 START_LIMIT = 30.0
 """Seconds a replica may take to answer `/healthz`."""
@@ -192,3 +195,14 @@ def status_of(answer: bytes) -> int:
 
 def body_of(answer: bytes) -> bytes:
     return answer.partition(b"\r\n\r\n")[2]
+
+
+def new_token(user: str) -> str:
+    """A token no other test uses: its user's tasks, budget and throttle are its own."""
+    return f"sk-{user}-{secrets.token_hex(12)}"
+
+
+def base_url(api: Emulator) -> str:
+    """Where a served emulator answers."""
+    assert api.base_url is not None
+    return api.base_url

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import secrets
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -44,7 +43,7 @@ from kling_mcp.server.hosting import (
 )
 from kling_mcp.tasks.keeper import LEASE_SECONDS
 from kling_mcp.tasks.sqlite import JOURNAL_FILE
-from tests.hosted import Replica, call, hosted_env, replica, session, structured, text_of
+from tests.hosted import Replica, base_url, call, hosted_env, new_token, replica, session, structured, text_of
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -64,10 +63,6 @@ INITIALIZE = {
 }
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 _numbers = itertools.count(1)
-
-
-def new_token(user: str) -> str:
-    return f"sk-{user}-{secrets.token_hex(12)}"
 
 
 def prompt(words: str) -> str:
@@ -93,15 +88,10 @@ async def shared(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -
     """One replica on SQLite that lets each token run one task at a time."""
     workdir = tmp_path_factory.mktemp("shared")
     env = hosted_env(
-        _base_url(emulator), workdir, KLING_POLL_INTERVAL=FAST_POLL, KLING_MAX_CONCURRENT_TASKS="1"
+        base_url(emulator), workdir, KLING_POLL_INTERVAL=FAST_POLL, KLING_MAX_CONCURRENT_TASKS="1"
     )
     async with replica(env, workdir) as running:
         yield running
-
-
-def _base_url(emulator: Emulator) -> str:
-    assert emulator.base_url is not None
-    return emulator.base_url
 
 
 @contextmanager
@@ -195,7 +185,7 @@ async def test_on_postgres_users_see_only_their_own_tasks_and_no_token_is_kept(
     tmp_path: Path,
 ) -> None:
     env = hosted_env(
-        _base_url(emulator), tmp_path, KLING_POLL_INTERVAL=FAST_POLL, KLING_DATABASE_URL=postgres_url
+        base_url(emulator), tmp_path, KLING_POLL_INTERVAL=FAST_POLL, KLING_DATABASE_URL=postgres_url
     )
     async with replica(env, tmp_path) as running:
         tokens, results = await users_stay_apart(running, emulator)
@@ -373,7 +363,7 @@ async def test_a_token_runs_at_most_max_concurrent_tasks_while_another_token_sti
 
 
 async def test_each_token_has_its_own_daily_budget(emulator: Emulator, tmp_path: Path) -> None:
-    env = hosted_env(_base_url(emulator), tmp_path, KLING_DAILY_TASK_LIMIT="1")
+    env = hosted_env(base_url(emulator), tmp_path, KLING_DAILY_TASK_LIMIT="1")
     first_user, second_user = new_token("kim"), new_token("lee")
     submitted_before = len(emulator.submissions)
     async with replica(env, tmp_path) as running:
@@ -433,7 +423,7 @@ async def postgres_replicas(
         for number, api in enumerate(emulators):
             home = workdir / f"replica-{number}"
             home.mkdir()
-            replica_env = hosted_env(_base_url(api), home, KLING_DATABASE_URL=url, **env)
+            replica_env = hosted_env(base_url(api), home, KLING_DATABASE_URL=url, **env)
             started.append(await stack.enter_async_context(replica(replica_env, home)))
         yield started
 
@@ -550,7 +540,7 @@ async def test_fifty_generations_on_two_replicas_cost_each_about_one_status_requ
 async def test_sigterm_answers_every_waiting_call_with_its_task_id_and_exits_within_the_grace_period(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    env = hosted_env(_base_url(emulator), tmp_path, KLING_POLL_INTERVAL=FAST_POLL)
+    env = hosted_env(base_url(emulator), tmp_path, KLING_POLL_INTERVAL=FAST_POLL)
     journal = tmp_path / "data" / JOURNAL_FILE
     results: list[CallToolResult] = []
     with tasks_take(emulator, 120):

@@ -28,9 +28,11 @@ from kling_mcp.settings import Settings, SettingsError
 from kling_mcp.tasks.sqlite import JOURNAL_FILE
 from tests.hosted import (
     Replica,
+    base_url,
     body_of,
     call,
     hosted_env,
+    new_token,
     raw_exchange,
     read_until_closed,
     replica,
@@ -65,10 +67,6 @@ QUEUED_NEW_TOKENS = 5
 """How many more may wait their turn (30 s of turns) before the next is told to come back."""
 
 
-def new_token(user: str) -> str:
-    return f"sk-{user}-{secrets.token_hex(12)}"
-
-
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
     """Module scope, so that the shared emulator and replica live in the tests' event loop."""
@@ -80,11 +78,6 @@ async def emulator() -> AsyncIterator[Emulator]:
     api = Emulator(token=None, task_seconds=0.3)
     async with serve_emulator(api):
         yield api
-
-
-def base_url(api: Emulator) -> str:
-    assert api.base_url is not None
-    return api.base_url
 
 
 @pytest.fixture(scope="module")
