@@ -35,6 +35,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers on default settings, and the processes tests start, keep their journal and cached tool
+    definitions in a directory of this run: never in the user's own, nor shared with another run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
+
+
 @pytest.fixture
 def kling_log(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
