@@ -49,12 +49,9 @@ class UploadError(KlingMcpError):
         *,
         status: int | None = None,
         trace_id: str | None = None,
-        maybe_uploaded: bool = False,
     ) -> None:
         self.status = status
         self.trace_id = trace_id
-        self.maybe_uploaded = maybe_uploaded
-        """True when the whole file may have reached the host (sending it again is safe: uploads are free)."""
         lines = [message, f"trace_id: {trace_id}" if trace_id else "", NO_TASK]
         super().__init__("\n".join(line for line in lines if line))
 
@@ -119,7 +116,7 @@ async def _send(
                 await anyio.sleep(RETRY_DELAY_SECONDS)
                 continue
             except _ChangedWhileSending as exc:
-                raise UploadError(f"Stopped uploading {file.name}: {exc}", maybe_uploaded=True) from None
+                raise UploadError(f"Stopped uploading {file.name}: {exc}") from None
             except httpx.TransportError as exc:
                 raise _cut_off(file, sent.bytes, _redact(_describe(exc), token)) from None
         return _hosted_url(response, token, file)
@@ -136,8 +133,7 @@ def _cut_off(file: LocalFile, sent: int, reason: str) -> UploadError:
         )
     return UploadError(
         f"All {file.size / MB:.1f} MB of {file.name} were sent, but the connection was cut off before the "
-        f"host answered ({reason}): it may have stored the file. Uploads are free: calling again is safe.",
-        maybe_uploaded=True,
+        f"host answered ({reason}): it may have stored the file. Uploads are free: calling again is safe."
     )
 
 
