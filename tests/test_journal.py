@@ -4,12 +4,17 @@ SQLite alone, damaged, outdated and unwritable journals."""
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import hashlib
+import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +226,45 @@ async def test_a_submission_is_recorded_before_and_after_the_api_answers(
     assert done.body == body
 
 
+async def test_the_answer_records_the_body_sent_and_the_lease_of_the_replica_waiting(
+    journal: TaskJournal, clock: Clock
+) -> None:
+    reserved = await begin(journal, TOOL, ENDPOINT, {"prompt": "a cat", "image": "/home/me/cat.png"})
+    sent = {"prompt": "a cat", "image": "https://files.test/cat.png", "token": SECRET}
+    await journal.submitted(
+        reserved.entry_id, "task-1", None, body=sent, holder="replica-a", lease_seconds=LEASE
+    )
+    record = await journal.get("task-1")
+    assert record is not None
+    assert record.body == {"prompt": "a cat", "image": "https://files.test/cat.png"}  # no secret either
+    assert (record.holder, record.lease_until) == ("replica-a", clock.now + LEASE)
+
+    unheld = await start(journal, "task-2")  # no replica waits for it, and the body stays as reserved
+    record = await journal.get("task-2")
+    assert record is not None
+    assert (record.body, record.holder, record.lease_until) == (unheld.body, None, None)
+
+    no_lease = await begin(journal, TOOL, ENDPOINT, {"prompt": "a dog"})
+    await journal.submitted(no_lease.entry_id, "task-3", None, holder="replica-a")
+    taken = await journal.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE)
+    assert {record.task_id for record in taken} == {"task-2", "task-3"}  # no lease_seconds: no lease
+
+
+async def test_prompt_model_and_mode_are_kept_only_when_they_are_text(journal: TaskJournal) -> None:
+    record = await begin(journal, TOOL, ENDPOINT, {"prompt": "a cat", "model": 2, "mode": ["std"]})
+    assert (record.prompt, record.model, record.mode) == ("a cat", None, None)
+    entry = await journal.entry(record.entry_id, owner="")
+    assert entry is not None
+    assert (entry.prompt, entry.model, entry.mode) == ("a cat", None, None)
+
+
+def test_a_body_hash_is_the_same_in_every_version_and_replica() -> None:
+    """Hashes written by one server are compared by another: the canonical JSON must not drift."""
+    body = {"prompt": "un chat qui surfe, très vite", "duration": 5, "headers": {"Cookie": SECRET}}
+    canonical = '{"duration":5,"headers":{},"prompt":"un chat qui surfe, très vite"}'
+    assert body_hash(body) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
 async def test_the_journal_outlives_the_process_that_wrote_it(store: Store) -> None:
     first = await store.open()
     await start(first, "task-1")
@@ -396,11 +440,52 @@ async def test_list_filters_by_state_tool_and_time(journal: TaskJournal, clock: 
     ]
 
 
+def cursor_of(value: Any) -> str:
+    """A cursor made by hand, shaped as the journal's are: URL-safe base64 of a JSON value."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
 async def test_a_foreign_cursor_is_refused_clearly(journal: TaskJournal) -> None:
-    with pytest.raises(CursorError, match="next_cursor of the previous page"):
-        await journal.list_tasks(cursor="not-a-cursor")
+    await start(journal, "task-1")
+    for cursor in ("not-a-cursor", cursor_of([1_800_000_000, 7]), cursor_of(["late", "x"]), cursor_of([1])):
+        with pytest.raises(CursorError) as raised:
+            await journal.list_tasks(cursor=cursor)
+        assert str(raised.value) == (
+            f"cursor {cursor!r} is not one this server gave out: pass the next_cursor of the previous "
+            "page, or no cursor to start from the newest task."
+        )
     with pytest.raises(ValueError, match="at least 1"):
         await journal.list_tasks(limit=0)
+
+
+async def test_a_page_ending_at_the_oldest_task_has_no_next_cursor(
+    journal: TaskJournal, clock: Clock
+) -> None:
+    for task_id in ("task-1", "task-2", "task-3"):
+        await start(journal, task_id)
+        clock.advance(1)
+    everything, cursor = await journal.list_tasks(limit=3)
+    assert ([record.task_id for record in everything], cursor) == (["task-3", "task-2", "task-1"], None)
+    first, cursor = await journal.list_tasks(limit=2)
+    assert cursor is not None
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)  # passes through a URL or a tool call as it is
+    rest, cursor = await journal.list_tasks(limit=2, cursor=cursor)
+    assert ([record.task_id for record in first + rest], cursor) == (["task-3", "task-2", "task-1"], None)
+
+
+async def test_a_page_and_a_claim_are_bounded_by_default(journal: TaskJournal, clock: Clock) -> None:
+    for number in range(101):
+        await start(journal, f"task-{number:03}")
+        clock.advance(1)
+    page, cursor = await journal.list_tasks()
+    assert ([record.task_id for record in page], cursor is None) == (
+        [f"task-{number:03}" for number in range(100, 80, -1)],
+        False,
+    )
+    claimed = await journal.claim_unfinished(owner="", holder="replica-a", lease_seconds=LEASE)
+    assert [record.task_id for record in claimed] == [f"task-{number:03}" for number in range(100)]
+    rest = await journal.claim_unfinished(owner="", holder="replica-a", lease_seconds=LEASE)
+    assert [record.task_id for record in rest] == ["task-100"]
 
 
 # --- Duplicates, limits, resuming ---------------------------------------------------------
@@ -540,6 +625,13 @@ async def test_unfinished_undownloaded_paid_and_running(journal: TaskJournal, cl
         await journal.reserve(TOOL, ENDPOINT, {"prompt": "now"}, Limits(100, 1, None)), Reserved
     )
     assert [record.task_id for record in await journal.unfinished()] == ["still-running"]
+
+
+async def test_a_daily_limit_of_zero_refuses_every_paid_task(journal: TaskJournal) -> None:
+    nothing = Limits(daily=0, concurrent=10, duplicate_window=None)
+    assert await journal.reserve(TOOL, ENDPOINT, {"prompt": "a"}, nothing) == OverLimit("daily", 0, 0, None)
+    await start(journal, "task-1")
+    assert await journal.reserve(TOOL, ENDPOINT, {"prompt": "b"}, nothing) == OverLimit("daily", 1, 0, None)
 
 
 async def test_owners_never_see_each_others_tasks(journal: TaskJournal) -> None:
@@ -698,13 +790,14 @@ async def test_release_frees_only_the_holders_own_leases(
 ) -> None:
     first, second = replicas
     await start(first, "task-1")
-    await first.hold(["task-1"], holder="replica-a", lease_seconds=LEASE)
-    await second.release(["task-1"], holder="replica-b")
+    await start(first, "task-2")
+    await first.hold(["task-1", "task-2"], holder="replica-a", lease_seconds=LEASE)
+    await second.release(["task-1", "task-2"], holder="replica-b")
     assert await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE) == []
 
-    await first.release(["task-1"], holder="replica-a")  # stopping cleanly: another may take it now
+    await first.release(["task-1", "task-2"], holder="replica-a")  # stopping cleanly: another may take them
     taken = await second.claim_unfinished(owner="", holder="replica-b", lease_seconds=LEASE)
-    assert [record.task_id for record in taken] == ["task-1"]
+    assert sorted(record.task_id or "" for record in taken) == ["task-1", "task-2"]
 
 
 async def test_claims_take_one_owners_tasks_or_everyones(journal: TaskJournal, clock: Clock) -> None:
@@ -823,11 +916,45 @@ async def test_a_corrupt_journal_is_moved_aside(tmp_path: Path, caplog: pytest.L
 
     moved = moved_aside(tmp_path)
     [aside] = [name for name in moved if not name.endswith(("-wal", "-shm"))]
+    assert re.fullmatch(rf"{re.escape(JOURNAL_FILE)}\.corrupt-\d{{8}}-\d{{6}}", aside)  # when it was found
     assert moved[aside] == garbage
     assert moved[f"{aside}-wal"] == b"stale write-ahead log"  # its -wal moved along with it
     [warning] = warnings_in(caplog)
-    assert str(tmp_path / JOURNAL_FILE) in warning
-    assert str(tmp_path / aside) in warning
+    assert warning == (
+        f"The task journal {tmp_path / JOURNAL_FILE} is damaged or not a kling-mcp journal (file is not a "
+        f"database): moved it to {tmp_path / aside} and started a fresh one. Tasks recorded only there are "
+        "not resumed."
+    )
+    reopened = await SqliteJournal.open(tmp_path)  # the fresh journal is where the damaged one was
+    try:
+        assert await reopened.get("task-1") is not None
+    finally:
+        await reopened.aclose()
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_journals_damaged_within_one_second_are_all_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moment, real_strftime = time.localtime(1_800_000_000), time.strftime
+    monkeypatch.setattr(time, "strftime", lambda format, when=moment: real_strftime(format, when))
+    for number in range(3):
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"{JOURNAL_FILE}{suffix}").write_bytes(f"damaged {number}{suffix}".encode())
+        await (await SqliteJournal.open(tmp_path)).aclose()
+
+    stamp = real_strftime("%Y%m%d-%H%M%S", moment)
+    moved = moved_aside(tmp_path)
+    assert sorted(moved) == sorted(
+        f"{JOURNAL_FILE}.corrupt-{stamp}{tail}{suffix}"
+        for tail in ("", "-2", "-3")
+        for suffix in ("", "-wal", "-shm")
+    )
+    for number, tail in enumerate(("", "-2", "-3")):  # the -shm is SQLite's to rewrite, not data
+        for suffix in ("", "-wal"):
+            assert (
+                moved[f"{JOURNAL_FILE}.corrupt-{stamp}{tail}{suffix}"] == f"damaged {number}{suffix}".encode()
+            )
 
 
 @pytest.mark.usefixtures("journal_log")
@@ -847,7 +974,7 @@ async def test_another_programs_database_is_moved_aside(
         assert moved.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
     moved.close()
     [warning] = warnings_in(caplog)
-    assert str(tmp_path / aside) in warning
+    assert f"(schema version 0, expected {SCHEMA_VERSION}): moved it to {tmp_path / aside} " in warning
 
 
 @pytest.mark.usefixtures("journal_log")
@@ -866,7 +993,55 @@ async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.
     assert newer.read_bytes() == before
     assert list_dir(tmp_path) == [JOURNAL_FILE]
     [warning] = warnings_in(caplog)
-    assert "newer kling-mcp" in warning
+    assert warning.startswith(
+        f"Cannot keep the task journal in {tmp_path} (it was written by a newer kling-mcp (schema 99; this "
+        f"one reads {SCHEMA_VERSION}): upgrade kling-mcp to share it). Tasks are kept in memory only"
+    )
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_a_journal_lacking_a_column_of_its_version_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await (await SqliteJournal.open(tmp_path)).aclose()
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:
+        db.execute("ALTER TABLE tasks DROP COLUMN cancelled_at")
+        db.execute("ALTER TABLE tasks DROP COLUMN lease_until")
+    db.close()
+
+    journal = await SqliteJournal.open(tmp_path)
+    try:
+        cancelled = await journal.cancel((await start(journal, "task-1")).entry_id, owner="")
+        assert cancelled is not None
+        assert cancelled.cancelled_at is not None
+    finally:
+        await journal.aclose()
+    assert len(moved_aside(tmp_path)) >= 1
+    [warning] = warnings_in(caplog)
+    assert "(table tasks lacks cancelled_at, lease_until): moved it to" in warning
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_a_journal_with_damaged_pages_is_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = await SqliteJournal.open(tmp_path)
+    await start(journal, "task-1")
+    await journal.aclose()
+    with sqlite3.connect(tmp_path / JOURNAL_FILE) as db:  # the file opens, but an index's pages are lost
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("DELETE FROM sqlite_master WHERE name = 'tasks_by_state'")
+    db.close()
+
+    journal = await SqliteJournal.open(tmp_path)
+    try:
+        assert await journal.get("task-1") is None  # a fresh journal
+        assert journal.path == tmp_path / JOURNAL_FILE
+    finally:
+        await journal.aclose()
+    assert len(moved_aside(tmp_path)) >= 1
+    [warning] = warnings_in(caplog)
+    assert "(quick_check: *** in database main ***" in warning
 
 
 async def test_an_older_journal_is_migrated_in_place(tmp_path: Path, clock: Clock) -> None:
@@ -987,6 +1162,55 @@ async def test_a_newer_postgres_journal_is_refused(postgres_store: Store) -> Non
         newer.execute("UPDATE journal_schema SET version = 99")
     with pytest.raises(JournalUnavailableError, match="newer kling-mcp"):
         await postgres_store.open()
+
+
+async def test_a_data_dir_is_made_with_its_parents(tmp_path: Path) -> None:
+    data_dir = tmp_path / "home" / ".local" / "kling-mcp"
+    journal = await SqliteJournal.open(data_dir)
+    try:
+        assert journal.path == data_dir / JOURNAL_FILE
+    finally:
+        await journal.aclose()
+
+
+@pytest.mark.usefixtures("journal_log")
+async def test_a_data_dir_that_cannot_be_made_keeps_the_journal_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a directory")
+    data_dir = tmp_path / "file" / "data"
+    journal = await SqliteJournal.open(data_dir)
+    try:
+        assert journal.path is None
+        await start(journal, "task-1")
+        assert await journal.get("task-1") is not None
+    finally:
+        await journal.aclose()
+    with pytest.raises(JournalUnavailableError) as raised:
+        await journal.ping()
+    assert str(raised.value) == "The task journal (in memory) fails: Cannot operate on a closed database."
+
+    assert list_dir(tmp_path) == ["file"]  # nothing written anywhere
+    [warning] = warnings_in(caplog)
+    assert re.fullmatch(
+        f"Cannot keep the task journal in {re.escape(str(data_dir))} \\(.+\\)\\. Tasks are kept in memory "
+        "only and are lost when this server stops: make that directory writable, or set KLING_DATA_DIR "
+        "to one this server can write\\.",
+        warning,
+    )
+
+
+async def test_ping_fails_clearly_once_sqlite_fails(tmp_path: Path) -> None:
+    journal = await SqliteJournal.open(tmp_path)
+    await journal.ping()
+    await journal.aclose()
+    with pytest.raises(JournalUnavailableError) as raised:
+        await journal.ping()
+    assert str(raised.value) == (
+        f"The task journal {tmp_path / JOURNAL_FILE} fails: Cannot operate on a closed database."
+    )
+    assert isinstance(raised.value.__cause__, sqlite3.Error)
 
 
 def test_an_unwritable_data_dir_falls_back_to_memory(tmp_path: Path) -> None:

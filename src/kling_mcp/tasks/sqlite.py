@@ -184,9 +184,9 @@ class SqliteJournal(TaskJournal):
 
     # --- Running sqlite in the worker thread ---
 
-    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+    async def _run(self, work: Callable[[], T]) -> T:
         # One call at a time on the one connection; a cancelled caller still lets its write finish.
-        return await anyio.to_thread.run_sync(work, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(work, limiter=self._limiter)
 
     async def _write(self, sql: str, *rows: Mapping[str, Any]) -> None:
         def write() -> None:
