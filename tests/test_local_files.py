@@ -42,7 +42,7 @@ from tests import media
 
 FIELD = "image_url"
 MOVED = "was moved, or swapped for a symbolic link, while being checked"
-NOTHING_DONE = "Nothing was uploaded and nothing was charged."
+NOTHING_DONE = "Nothing was sent, nothing was charged."
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def refusal(given: str, allowed: list[Path], kind: MediaKind = "image") -> str:
     assert message.startswith(f"{FIELD}: the local file ")
     assert "KLING_INPUT_DIRS" in message
     assert "as a root" in message
-    assert "Nothing was uploaded and nothing was charged." in message
+    assert "Nothing was sent, nothing was charged." in message
     for directory in allowed:
         assert str(directory) in message
     return message
@@ -378,7 +378,7 @@ def test_a_file_swapped_after_the_check_is_not_opened(allowed: Path) -> None:
         file.open()
     assert str(refused.value) == (
         f"{file.path} changed after it was checked (was replaced by another file); "
-        "Nothing was uploaded and nothing was charged."
+        "Nothing was sent, nothing was charged."
     )
 
 

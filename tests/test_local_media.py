@@ -150,7 +150,7 @@ async def test_a_file_that_may_not_be_used_is_refused_before_anything_is_sent(
     assert rule in text
     assert f"Allowed directories: {setup.allowed}, {setup.settings.output_dir}." in text
     assert "KLING_INPUT_DIRS" in text
-    assert "Nothing was uploaded and nothing was charged." in text
+    assert "Nothing was sent, nothing was charged." in text
     assert setup.emulator.uploads.received_count == 0
     assert setup.emulator.submissions == []
     async with connect(setup.settings) as client:

@@ -34,7 +34,7 @@ from urllib.request import url2pathname
 
 import platformdirs
 
-from kling_mcp.errors import KlingMcpError
+from kling_mcp.errors import NOTHING_SENT, KlingMcpError
 from kling_mcp.logs import printable
 
 MediaKind = Literal["image", "video", "audio"]
@@ -53,7 +53,7 @@ WIDEN_HINT = (
     "To use a file from another folder, share that folder with your MCP client as a root, "
     "or add it to KLING_INPUT_DIRS (separate several with '{sep}')."
 )
-NOTHING_DONE = "Nothing was uploaded and nothing was charged."
+NOTHING_DONE = f"{NOTHING_SENT.capitalize()}."
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _OPEN_FLAGS |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
