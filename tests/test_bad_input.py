@@ -227,7 +227,7 @@ async def assert_refused(
     text = answer_text(result)
     assert result.is_error, text[:500]
     assert field in text, text[:500]
-    assert NOTHING_SENT in text, text[:500]
+    assert NOTHING_SENT in text.lower(), text[:500]
     assert len(text.encode()) < ANSWER_LIMIT, f"{len(text.encode()):,} bytes: {text[:300]}"
     assert router.calls.call_count == 0, [str(call.request.url) for call in router.calls]
     return text
@@ -413,7 +413,7 @@ async def test_every_field_of_every_tool_refuses_invalid_values_before_sending(
             fine = (
                 result.is_error
                 and (named in text or container in text)
-                and NOTHING_SENT in text
+                and NOTHING_SENT in text.lower()
                 and len(text.encode()) < ANSWER_LIMIT
             )
             if not fine:
