@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from hypothesis import settings as hypothesis_settings
 from mcp import Client
 
 from kling_mcp.logs import logger
@@ -28,6 +29,13 @@ GENERATION_PATHS = (
     "/kling/goods-studio",
     "/kling/video-commerce",
 )
+
+
+# Property tests try the same inputs on every run, so a red run means the code changed, not the dice;
+# `pytest --hypothesis-profile explore` searches new ones (and keeps any failure it finds to replay).
+hypothesis_settings.register_profile("fixed", derandomize=True)
+hypothesis_settings.register_profile("explore", max_examples=1000)
+hypothesis_settings.load_profile("fixed")
 
 
 @pytest.fixture

@@ -525,7 +525,7 @@ def test_generated_invalid_values_are_refused_before_sending(
 
     assert result.is_error, text[:300]
     assert str(path[0]) in text, text[:300]
-    assert NOTHING_SENT in text, text[:300]
+    assert NOTHING_SENT in text.lower(), text[:300]
     assert len(text.encode()) < ANSWER_LIMIT
     assert router.calls.call_count == 0
 
