@@ -156,7 +156,7 @@ def configure_mutmut(scratch: Path, path: str, test_selection: Sequence[str]) ->
         "[mutmut]",
         "source_paths = src",
         f"only_mutate = {path}",
-        # A mutant that loops is stopped after twice (not mutmut's 15 times) its tests' CPU time.
+        # A mutant is stopped once its tests run twice (not mutmut's 15 times) their usual time, plus 1 s.
         f"timeout_multiplier = {TIMEOUT_MULTIPLIER}",
         _listed("pytest_add_cli_args_test_selection", test_selection),
         _listed("also_copy", also_copy),
