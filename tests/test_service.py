@@ -673,13 +673,19 @@ async def test_a_save_that_fails_says_why(tmp_path: Path) -> None:
             await service.tasks.save(service.caller(), started.task_id, _unheard_save)
 
 
+async def succeeded_unsaved(service: Running) -> TaskRecord:
+    """A task of the local owner that succeeded and was looked up, its video not yet saved."""
+    started = await service.start(text_order(), owner="")
+    service.finish(started.task_id)
+    await service.tasks.lookup(service.caller(""), started.task_id)
+    record = await service.tasks.record(started.task_id, owner="")
+    assert record is not None
+    return record
+
+
 async def test_the_file_of_a_succeeded_task_is_saved_within_the_wait(tmp_path: Path) -> None:
     async with running(tmp_path, auto_download=False) as service:
-        started = await service.start(text_order(), owner="")
-        service.finish(started.task_id)
-        await service.tasks.lookup(service.caller(""), started.task_id)
-        stale = await service.tasks.record(started.task_id, owner="")
-        assert stale is not None
+        stale = await succeeded_unsaved(service)
         assert stale.file_path is None
         unsaved = await service.tasks.saved_file(
             stale, deadline=anyio.current_time() + 10, on_progress=_unheard_save, auto=False
@@ -698,11 +704,7 @@ async def test_the_file_of_a_succeeded_task_is_saved_within_the_wait(tmp_path: P
 
 async def test_a_save_not_done_within_the_wait_says_where_the_file_will_be(tmp_path: Path) -> None:
     async with running(tmp_path, auto_download=False) as service:
-        started = await service.start(text_order(), owner="")
-        service.finish(started.task_id)
-        await service.tasks.lookup(service.caller(""), started.task_id)
-        record = await service.tasks.record(started.task_id, owner="")
-        assert record is not None
+        record = await succeeded_unsaved(service)
         pending = await service.tasks.saved_file(
             record, deadline=anyio.current_time(), on_progress=_unheard_save, auto=True
         )
@@ -714,11 +716,7 @@ async def test_a_save_not_done_within_the_wait_says_where_the_file_will_be(tmp_p
 
 async def test_a_save_that_fails_within_the_wait_says_why(tmp_path: Path) -> None:
     async with running(tmp_path, auto_download=False) as service:
-        started = await service.start(text_order(), owner="")
-        service.finish(started.task_id)
-        await service.tasks.lookup(service.caller(""), started.task_id)
-        record = await service.tasks.record(started.task_id, owner="")
-        assert record is not None
+        record = await succeeded_unsaved(service)
         service.emulator.inject("/media", Fault.status(404, error_code="not_found", message="gone"), times=10)
         failed = await service.tasks.saved_file(
             record, deadline=anyio.current_time() + 10, on_progress=_unheard_save, auto=True
