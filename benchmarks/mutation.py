@@ -25,6 +25,7 @@ reported as "no tests", not as killed.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -60,6 +61,10 @@ NOT_COPIED = ("tests/browser/", "tests/npm/")
 DETECTED = ("killed", "timeout", "caught by type check")
 """What counts for the score: a timeout is a mutant that made the tests hang, so they noticed it."""
 TIMEOUT_MULTIPLIER = 2
+SETTLE_LIMIT = "3"
+"""Seconds a test waits for what the server does on its own (tests/emulated.py; 15 in the suite):
+unmutated, every such wait here ends in well under a second, and a mutant that never gets there
+fails the test in 3 s, killed, instead of hanging into the timeout."""
 RESULT_LINE = re.compile(r"^\s+(\S+): (.+)$")
 
 
@@ -170,7 +175,10 @@ def _listed(key: str, values: Sequence[str]) -> str:
 
 def mutmut(scratch: Path, *arguments: str, capture: bool = False) -> str:
     command = [str(Path(sys.executable).parent / "mutmut"), *arguments]
-    done = subprocess.run(command, cwd=scratch, capture_output=capture, text=True, check=False)
+    environment = {**os.environ, "KLING_TEST_SETTLE_LIMIT": SETTLE_LIMIT}
+    done = subprocess.run(
+        command, cwd=scratch, env=environment, capture_output=capture, text=True, check=False
+    )
     if done.returncode != 0 and arguments[0] == "run":
         sys.exit(f"mutmut {' '.join(arguments)} failed (exit {done.returncode}) in {scratch}")
     return done.stdout or ""

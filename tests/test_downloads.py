@@ -110,7 +110,9 @@ async def test_a_finished_video_is_saved_whole_under_its_name(cdn: Setup, tmp_pa
 
 
 @pytest.mark.anyio
-async def test_a_connection_cut_mid_download_resumes_with_a_range_request(cdn: Setup, tmp_path: Path) -> None:
+async def test_a_connection_cut_mid_download_resumes_at_once_with_a_range_request(
+    cdn: Setup, tmp_path: Path, clock: DownloaderClock
+) -> None:
     video = await cdn.finished()
     cdn.emulator.inject("/media", Fault.cut_after(VIDEO_BYTES // 3))
 
@@ -118,6 +120,7 @@ async def test_a_connection_cut_mid_download_resumes_with_a_range_request(cdn: S
 
     assert path.read_bytes() == cdn.emulator.video
     assert cdn.emulator.media_ranges == [None, f"bytes={VIDEO_BYTES // 3}-"]
+    assert clock.slept == [0]  # the cut brought bytes: no backoff before the rest
     assert only_file(tmp_path) == path
 
 

@@ -303,6 +303,22 @@ async def test_delay_fault_answers_normally_after_waiting(emu: Emulator, api: ht
     assert emu.queried_ids == [[task_id]]
 
 
+async def test_a_delayed_answer_whose_client_left_is_dropped_so_stopping_waits_for_nothing(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.inject("/kling/videos", Fault.delay(30))
+    authorized = {"authorization": f"Bearer {TOKEN}"}
+    async with (
+        serve_emulator(emu) as url,
+        httpx.AsyncClient(base_url=url, headers=authorized, timeout=0.2) as api,
+    ):
+        with pytest.raises(httpx.ReadTimeout):
+            await api.post("/kling/videos", json=TEXT2VIDEO)
+
+    assert len(emu.submissions) == 1  # the slow API started the task all the same
+    assert [record.message for record in caplog.records if record.levelname == "ERROR"] == []
+
+
 async def test_html_and_not_json_faults(emu: Emulator, api: httpx.AsyncClient) -> None:
     emu.inject("/kling/tasks", Fault.html())
     emu.inject("/kling/tasks", Fault.not_json())

@@ -37,7 +37,7 @@ from kling_mcp.tasks.service import (
 )
 from kling_mcp.tasks.store import open_journal
 from tests import media
-from tests.emulated import TOKEN, emulated, eventually
+from tests.emulated import CALL_LIMIT, TOKEN, emulated, eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,8 @@ class Running:
 
     async def start(self, order: Order, owner: str = "alice", say: Said | None = None) -> Started:
         deadline = anyio.current_time() + 10
-        return await self.tasks.start(self.caller(owner), order, submit_by=deadline, say=say or Said())
+        with anyio.fail_after(CALL_LIMIT):  # a twin waited for forever fails the test, not hangs it
+            return await self.tasks.start(self.caller(owner), order, submit_by=deadline, say=say or Said())
 
     async def entries(self, owner: str = "alice") -> list[TaskRecord]:
         records, _ = await self.tasks.list(owner=owner)

@@ -188,7 +188,7 @@ class FaultMiddleware:
             return
         logger.info("fault %s answers %s %s", fault.kind, scope["method"], path)
         if fault.kind == "delay":
-            await self.app(scope, receive, _held_back(send, fault.seconds))
+            await self.app(scope, receive, _held_back(receive, send, fault.seconds))
         elif fault.kind == "drop":
             await drop_connection(scope, receive)
         elif fault.kind == "cut":
@@ -197,13 +197,16 @@ class FaultMiddleware:
             await fault.response()(scope, receive, send)
 
 
-def _held_back(send: Send, seconds: float) -> Send:
+def _held_back(receive: Receive, send: Send, seconds: float) -> Send:
     """`send`, but the answer starts only after `seconds`: the request itself is handled at once,
-    as by a slow API that has already started the task when it finally answers."""
+    as by a slow API that has already started the task when it finally answers. A client that
+    leaves first ends the wait (the server then drops the answer), so stopping the server never
+    waits on it."""
 
     async def send_late(message: Message) -> None:
         if message["type"] == "http.response.start":
-            await anyio.sleep(seconds)
+            with anyio.move_on_after(seconds):
+                await _until_disconnected(receive)
         await send(message)
 
     return send_late

@@ -112,7 +112,7 @@ def _check(db: sqlite3.Connection) -> None:
         )
     if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
         return
-    if version not in range(1, SCHEMA_VERSION + 1):
+    if version < 1:  # tables, but no schema version of ours
         raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
     for table, expected in expected_columns(version).items():
         columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
