@@ -27,6 +27,7 @@ import pytest
 
 from kling_mcp.api.client import TaskStatus
 from kling_mcp.logs import logger
+from kling_mcp.tasks import sqlite as sqlite_module
 from kling_mcp.tasks.journal import (
     SCHEMA_VERSION,
     CursorError,
@@ -978,6 +979,37 @@ async def test_another_programs_database_is_moved_aside(
 
 
 @pytest.mark.usefixtures("journal_log")
+async def test_a_journal_another_process_sets_up_while_it_is_checked_is_shared_not_moved_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite3.connect(tmp_path / JOURNAL_FILE).execute("PRAGMA journal_mode = WAL").connection.close()
+    other_servers: list[subprocess.CompletedProcess[str]] = []
+
+    def another_server_sets_it_up_meanwhile(statement: str) -> None:
+        # Between this server reading the schema version (still 0) and counting the tables.
+        if "sqlite_master" in statement and not other_servers:
+            command = [sys.executable, "-c", OPEN_AND_WRITE, str(tmp_path)]
+            other_servers.append(subprocess.run(command, capture_output=True, text=True, check=False))
+
+    def connect_traced(target: str) -> sqlite3.Connection:
+        db = connect(target)
+        db.set_trace_callback(another_server_sets_it_up_meanwhile)
+        return db
+
+    connect = sqlite_module._connect
+    monkeypatch.setattr(sqlite_module, "_connect", connect_traced)
+    journal = await SqliteJournal.open(tmp_path)
+    monkeypatch.undo()
+
+    [other] = other_servers
+    assert other.stdout.split() == [str(tmp_path / JOURNAL_FILE), "running"], other.stderr
+    assert (await journal.get("task-1")) is not None  # the other server's task, in the one journal
+    await journal.aclose()
+    assert moved_aside(tmp_path) == {}
+    assert warnings_in(caplog) == []
+
+
+@pytest.mark.usefixtures("journal_log")
 async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     newer = tmp_path / JOURNAL_FILE
     with sqlite3.connect(newer) as db:
@@ -1263,7 +1295,7 @@ anyio.run(main)
 # --- Several processes --------------------------------------------------------------------
 
 WRITER = """
-import sys
+import sys, time
 from pathlib import Path
 import anyio
 from kling_mcp.tasks.journal import Limits, StatusUpdate
@@ -1276,9 +1308,15 @@ async def main():
     for number in range(count):
         task_id = f"{label}-{number}"
         body = {"prompt": task_id}
-        reserved = await journal.reserve("kling_generate_video", "/kling/videos", body, unlimited)
-        await journal.submitted(reserved.record.entry_id, task_id, None)
-        await journal.record_statuses([StatusUpdate(task_id, "succeeded", "succeed", video_url="https://cdn.test/v")])
+        started = time.monotonic()
+        try:
+            reserved = await journal.reserve("kling_generate_video", "/kling/videos", body, unlimited)
+            await journal.submitted(reserved.record.entry_id, task_id, None)
+            update = StatusUpdate(task_id, "succeeded", "succeed", video_url="https://cdn.test/v")
+            await journal.record_statuses([update])
+        except BaseException:  # say which write failed, and after how long a wait for the lock
+            print(f"{task_id} failed after {time.monotonic() - started:.3f} s", file=sys.stderr, flush=True)
+            raise
         assert (await journal.get(task_id)).state == "succeeded"
         await journal.list_tasks(limit=10)
     await journal.aclose()

@@ -100,24 +100,29 @@ def _connect(target: str) -> sqlite3.Connection:
 
 
 def _check(db: sqlite3.Connection) -> None:
-    """Raise unless the file is new or holds a sound journal that this version reads; writes nothing."""
-    check = db.execute("PRAGMA quick_check").fetchone()[0]
-    if check != "ok":
-        raise _Damaged(f"quick_check: {check}")
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise _Unusable(
-            f"it was written by a newer kling-mcp (schema {version}; this one reads {SCHEMA_VERSION}): "
-            "upgrade kling-mcp to share it"
-        )
-    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-        return
-    if version < 1:  # tables, but no schema version of ours
-        raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
-    for table, expected in expected_columns(version).items():
-        columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
-        if not expected <= columns:
-            raise _Damaged(f"table {table} lacks {', '.join(sorted(expected - columns))}")
+    """Raise unless the file is new or holds a sound journal that this version reads; writes nothing.
+
+    One read transaction: another process setting the file up meanwhile is seen whole or not at all
+    (its tables without its version yet would look like another program's database)."""
+    db.execute("BEGIN")
+    with db:
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise _Damaged(f"quick_check: {check}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise _Unusable(
+                f"it was written by a newer kling-mcp (schema {version}; this one reads {SCHEMA_VERSION}): "
+                "upgrade kling-mcp to share it"
+            )
+        if version == 0 and db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+            return
+        if version < 1:  # tables, but no schema version of ours
+            raise _Damaged(f"schema version {version}, expected {SCHEMA_VERSION}")
+        for table, expected in expected_columns(version).items():
+            columns = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+            if not expected <= columns:
+                raise _Damaged(f"table {table} lacks {', '.join(sorted(expected - columns))}")
 
 
 def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
