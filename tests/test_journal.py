@@ -1314,8 +1314,9 @@ async def main():
             await journal.submitted(reserved.record.entry_id, task_id, None)
             update = StatusUpdate(task_id, "succeeded", "succeed", video_url="https://cdn.test/v")
             await journal.record_statuses([update])
-        except BaseException:  # say which write failed, and after how long a wait for the lock
-            print(f"{task_id} failed after {time.monotonic() - started:.3f} s", file=sys.stderr, flush=True)
+        except BaseException as error:  # which write failed, after how long a wait, with which code
+            code = getattr(error, "sqlite_errorname", "")
+            print(f"{task_id} failed after {time.monotonic() - started:.3f} s {code}", file=sys.stderr)
             raise
         assert (await journal.get(task_id)).state == "succeeded"
         await journal.list_tasks(limit=10)
