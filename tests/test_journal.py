@@ -1010,6 +1010,42 @@ async def test_a_journal_another_process_sets_up_while_it_is_checked_is_shared_n
 
 
 @pytest.mark.usefixtures("journal_log")
+async def test_a_new_journal_another_process_is_switching_to_wal_is_shared_not_kept_in_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The other process has read the new file and holds its write lock to switch it to WAL, so
+    # this server's own switch is refused at once: SQLite does not wait where it could deadlock.
+    other = sqlite3.connect(tmp_path / JOURNAL_FILE, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    switches: list[str] = []
+
+    def the_other_switch_is_done_by_the_second_try(statement: str) -> None:
+        if statement.startswith("PRAGMA journal_mode"):
+            switches.append(statement)
+            if len(switches) == 2:
+                other.execute("COMMIT")
+
+    def connect_traced(target: str) -> sqlite3.Connection:
+        db = connect(target)
+        db.set_trace_callback(the_other_switch_is_done_by_the_second_try)
+        return db
+
+    connect = sqlite_module._connect
+    monkeypatch.setattr(sqlite_module, "_connect", connect_traced)
+    journal = await SqliteJournal.open(tmp_path)
+    monkeypatch.undo()
+    other.close()
+
+    assert journal.path == tmp_path / JOURNAL_FILE
+    await start(journal, "task-1")
+    await journal.aclose()
+    reopened = await SqliteJournal.open(tmp_path)
+    assert await reopened.get("task-1") is not None
+    await reopened.aclose()
+    assert warnings_in(caplog) == []
+
+
+@pytest.mark.usefixtures("journal_log")
 async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     newer = tmp_path / JOURNAL_FILE
     with sqlite3.connect(newer) as db:

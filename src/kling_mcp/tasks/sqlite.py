@@ -128,7 +128,7 @@ def _check(db: sqlite3.Connection) -> None:
 def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
     """Switch `db` to WAL and give it the current schema; `db` is closed if that fails."""
     try:
-        db.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(db)
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")  # two processes setting up a file at once: one creates or migrates
         with db:
@@ -142,6 +142,23 @@ def _set_up(db: sqlite3.Connection) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting while another process does the same.
+
+    Two processes switching a new file both read it, then both want its write lock. SQLite tells
+    one "database is locked" at once, without the busy timeout, because waiting could deadlock.
+    The other's switch is over in milliseconds, and after it this one has nothing left to do."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if str(error) != "database is locked" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _move_aside(path: Path) -> Path:
