@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from kling_mcp.api.client import HttpPool, KlingClient, TaskStatus
@@ -275,6 +277,46 @@ async def test_a_call_cancelled_while_sending_keeps_its_reservation_counted(tmp_
         with pytest.raises(TaskError, match="1 paid tasks in the last 24 hours"):
             await service.start(text_order("another"))
     assert cancelled.state == "maybe_started"
+
+
+async def test_a_call_cancelled_as_the_api_accepts_its_order_keeps_the_task_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path) as service:
+        journal = service.tasks._journal
+        record_task_id = journal.submitted
+        async with anyio.create_task_group() as group:
+
+            async def cancelled_while_the_write_waits_its_turn(*args: Any, **kwargs: Any) -> None:
+                group.cancel_scope.cancel()
+                await anyio.lowlevel.checkpoint()  # a journal busy with another write waits here
+                await record_task_id(*args, **kwargs)
+
+            monkeypatch.setattr(journal, "submitted", cancelled_while_the_write_waits_its_turn)
+            group.start_soon(service.start, text_order())
+        (entry,) = await service.entries()
+        [task_id] = service.emulator.tasks
+    assert (entry.state, entry.task_id) == ("running", task_id)
+
+
+async def test_a_task_the_journal_cannot_record_is_answered_and_logged_with_its_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kling_log: pytest.LogCaptureFixture
+) -> None:
+    async def the_journal_fails(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    async with running(tmp_path) as service:
+        monkeypatch.setattr(service.tasks._journal, "submitted", the_journal_fails)
+        with pytest.raises(TaskError) as raised:
+            await service.start(text_order())
+        [task] = service.emulator.tasks.values()
+    message = str(raised.value)
+    assert message.startswith(
+        f"Task {task.id} started and is charged (trace_id {task.trace_id}), but the task journal could not "
+        "record it (database is locked)"
+    )
+    assert f"Check it with kling_get_task (task_id {task.id})" in message
+    assert message in [record.getMessage() for record in kling_log.records if record.levelname == "ERROR"]
 
 
 # --- Identical orders ---------------------------------------------------------------------------

@@ -174,7 +174,7 @@ class TaskService:
             submit_by = anyio.current_time() + DETACHED_SUBMIT_SECONDS
             started = await self._send(caller, order, record, submit_by, _unheard)
         except TaskError:
-            return  # the journal has the failure, for the task's next reader
+            return  # the journal (or, failing it, the log) has the failure
         except Exception:  # a bug must not take the server's other tasks down with this one
             logger.exception("Starting the task of journal entry %s failed", record.entry_id)
             return
@@ -252,15 +252,21 @@ class TaskService:
             # An upload refused, or the call cancelled: a paid request may be out only if it was sending.
             await self._failed(record, maybe_started=sending, message=str(error) or type(error).__name__)
             raise
-        await self._journal.submitted(
-            record.entry_id,
-            submitted.task_id,
-            submitted.trace_id,
-            owner=caller.owner,
-            body=body if order.files else None,
-            holder=self._keeper.holder,
-            lease_seconds=LEASE_SECONDS,
-        )
+        try:
+            with anyio.CancelScope(shield=True):  # the API has the task: a cancel must not lose its id
+                await self._journal.submitted(
+                    record.entry_id,
+                    submitted.task_id,
+                    submitted.trace_id,
+                    owner=caller.owner,
+                    body=body if order.files else None,
+                    holder=self._keeper.holder,
+                    lease_seconds=LEASE_SECONDS,
+                )
+        except Exception as error:
+            message = _started_unrecorded(submitted.task_id, submitted.trace_id, error)
+            logger.error("%s", message)  # the log keeps the task id where the journal could not
+            raise TaskError(message) from error
         logger.info(
             "Submitted task %s to %s (trace_id %s)", submitted.task_id, order.endpoint, submitted.trace_id
         )
@@ -537,6 +543,14 @@ def _over_limit(over: OverLimit) -> str:
         f"(KLING_DAILY_TASK_LIMIT={over.limit}); {NOTHING_SENT}. The next one frees up "
         f"in {hours} h {minutes} min (at {at}); "
         "to allow more, raise KLING_DAILY_TASK_LIMIT in the server's env."
+    )
+
+
+def _started_unrecorded(task_id: str, trace_id: str | None, error: Exception) -> str:
+    return (
+        f"Task {task_id} started and is charged (trace_id {trace_id}), but the task journal could not "
+        f"record it ({error}), so this server will not follow or save it. Check it with kling_get_task "
+        f"(task_id {task_id}); keep the task id until then."
     )
 
 
