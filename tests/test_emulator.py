@@ -107,12 +107,17 @@ async def test_text2video_async_then_retrieve_until_succeed_then_download(
     task_id = accepted["task_id"]
     assert_error(await api.get(f"/media/{task_id}.mp4"), 404, "not_found")  # no video yet
 
-    seen = await wait_until_done(api, task_id)
+    task = emu.tasks[task_id]
+    scheduled = task.created_at, task.finishes_at
+    responses = []
+    for share in (0.1, 0.5, 0.9):  # a run of an hour, a tenth, half and nine tenths through
+        task.created_at = time.time() - share * 3600
+        task.finishes_at = task.created_at + 3600
+        responses.append((await retrieve(api, task_id)).get("response", "missing"))
+    assert responses == ["missing", {}, {"state": "processing", "task_id": task_id}]
+    task.created_at, task.finishes_at = scheduled
 
-    running = [task.get("response") for task in seen[:-1]]
-    assert running[0] is None  # right after creation the response is missing
-    assert {"state": "processing", "task_id": task_id} in running
-    done = seen[-1]
+    done = (await wait_until_done(api, task_id))[-1]
     assert (done["id"], done["request"]) == (task_id, TEXT2VIDEO)
     assert done["elapsed"] == pytest.approx(TASK_SECONDS, abs=0.01)
     assert done["finished_at"] == pytest.approx(done["created_at"] + TASK_SECONDS)
@@ -126,7 +131,6 @@ async def test_text2video_async_then_retrieve_until_succeed_then_download(
         "state": "succeed",
         "trace_id": accepted["trace_id"],
     }
-    task = emu.tasks[task_id]
     assert (task.request, task.final_state) == (TEXT2VIDEO, "succeed")
     assert task.finishes_at == pytest.approx(task.created_at + TASK_SECONDS)
 
