@@ -1046,6 +1046,35 @@ async def test_a_new_journal_another_process_is_switching_to_wal_is_shared_not_k
 
 
 @pytest.mark.usefixtures("journal_log")
+async def test_a_journal_that_cannot_switch_to_wal_for_another_reason_is_not_waited_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switches: list[str] = []
+
+    class ReadOnlyMount(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql.startswith("PRAGMA journal_mode"):
+                switches.append(sql)
+                raise sqlite3.OperationalError("attempt to write a readonly database")
+            return super().execute(sql, *args)
+
+    def connect_read_only(target: str) -> sqlite3.Connection:
+        if target == ":memory:":  # where the journal goes instead
+            return connect(target)
+        return sqlite3.connect(target, isolation_level=None, check_same_thread=False, factory=ReadOnlyMount)
+
+    connect = sqlite_module._connect
+    monkeypatch.setattr(sqlite_module, "_connect", connect_read_only)
+    journal = await SqliteJournal.open(tmp_path)
+    monkeypatch.undo()
+    await journal.aclose()
+
+    assert (journal.path, switches) == (None, ["PRAGMA journal_mode = WAL"])  # tried once, not for 5 s
+    [warning] = warnings_in(caplog)
+    assert f"in {tmp_path} (attempt to write a readonly database). Tasks are kept in memory only" in warning
+
+
+@pytest.mark.usefixtures("journal_log")
 async def test_a_newer_journal_is_left_untouched(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     newer = tmp_path / JOURNAL_FILE
     with sqlite3.connect(newer) as db:
