@@ -265,7 +265,7 @@ class TaskService:
                 )
         except Exception as error:
             message = _started_unrecorded(submitted.task_id, submitted.trace_id, error)
-            logger.error("%s", message)  # the log keeps the task id where the journal could not
+            logger.error(message)  # the log keeps the task id where the journal could not
             raise TaskError(message) from error
         logger.info(
             "Submitted task %s to %s (trace_id %s)", submitted.task_id, order.endpoint, submitted.trace_id
