@@ -1,7 +1,7 @@
 """The task service on its own, as the tools call it: a paid order is reserved, uploaded and sent
 once; one that fails before it is sent gives its reservation back, one whose fate is unknown keeps
-it counted; a cancel stops an order not sent yet; and no owner reads or reuses another's tasks or
-uploads.
+it counted, one the API accepted keeps its task id whatever befalls the call; a cancel stops an
+order not sent yet; and no owner reads or reuses another's tasks or uploads.
 """
 
 from __future__ import annotations
