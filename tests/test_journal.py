@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -897,6 +897,22 @@ def moved_aside(data_dir: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in data_dir.glob(f"{JOURNAL_FILE}.corrupt-*")}
 
 
+async def open_traced(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, trace: Callable[[str], None]
+) -> SqliteJournal:
+    """The journal in `data_dir`, opened with `trace` called on each statement of its setup."""
+    connect = sqlite_module._connect
+
+    def connect_traced(target: str) -> sqlite3.Connection:
+        db = connect(target)
+        db.set_trace_callback(trace)
+        return db
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_module, "_connect", connect_traced)
+        return await SqliteJournal.open(data_dir)
+
+
 def list_dir(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir())
 
@@ -991,15 +1007,7 @@ async def test_a_journal_another_process_sets_up_while_it_is_checked_is_shared_n
             command = [sys.executable, "-c", OPEN_AND_WRITE, str(tmp_path)]
             other_servers.append(subprocess.run(command, capture_output=True, text=True, check=False))
 
-    def connect_traced(target: str) -> sqlite3.Connection:
-        db = connect(target)
-        db.set_trace_callback(another_server_sets_it_up_meanwhile)
-        return db
-
-    connect = sqlite_module._connect
-    monkeypatch.setattr(sqlite_module, "_connect", connect_traced)
-    journal = await SqliteJournal.open(tmp_path)
-    monkeypatch.undo()
+    journal = await open_traced(tmp_path, monkeypatch, another_server_sets_it_up_meanwhile)
 
     [other] = other_servers
     assert other.stdout.split() == [str(tmp_path / JOURNAL_FILE), "running"], other.stderr
@@ -1025,15 +1033,7 @@ async def test_a_new_journal_another_process_is_switching_to_wal_is_shared_not_k
             if len(switches) == 2:
                 other.execute("COMMIT")
 
-    def connect_traced(target: str) -> sqlite3.Connection:
-        db = connect(target)
-        db.set_trace_callback(the_other_switch_is_done_by_the_second_try)
-        return db
-
-    connect = sqlite_module._connect
-    monkeypatch.setattr(sqlite_module, "_connect", connect_traced)
-    journal = await SqliteJournal.open(tmp_path)
-    monkeypatch.undo()
+    journal = await open_traced(tmp_path, monkeypatch, the_other_switch_is_done_by_the_second_try)
     other.close()
 
     assert journal.path == tmp_path / JOURNAL_FILE
